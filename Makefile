@@ -1,0 +1,45 @@
+# Two commands do everything on a fresh machine with Python 3.11+:
+#   make run    set up, load demo data, print an admin login, serve API + admin + workers
+#   make test   set up and run the test suite (SQLite unless DATABASE_URL is set)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run test lint format clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+# The demo runs with DEBUG on and lets postbacks reach 127.0.0.1 (a local receiver).
+run: export DEBUG ?= true
+run: export POSTBACK_ALLOW_PRIVATE_DESTINATIONS ?= true
+run: install
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py demo_setup
+	@echo "Admin: http://$(HOST):$(PORT)/admin/   (Ctrl-C stops the web server and the workers)"
+	@trap 'kill $$CLUSTER 2>/dev/null; wait $$CLUSTER 2>/dev/null' EXIT INT TERM; \
+	$(PY) manage.py qcluster & CLUSTER=$$!; \
+	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
+
+test: export SECRET_KEY ?= test-only-secret-key-not-for-production
+test: install
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import Count
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from events.admin_scoping import ScopedModelAdmin, ScopedTabularInline
+from events.models import Account, App, CustomEvent, Tracker
+from events.services import app_issue_api_key
+
+
+@admin.register(Account)
+class AccountAdmin(ScopedModelAdmin):
+    list_display = ["name", "app_count", "member_count", "created_at"]
+    search_fields = ["name"]
+    filter_horizontal = ["members"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(_apps=Count("apps", distinct=True), _members=Count("members", distinct=True))
+        )
+
+    @admin.display(description="apps", ordering="_apps")
+    def app_count(self, account: Account) -> int:
+        return account._apps
+
+    @admin.display(description="members", ordering="_members")
+    def member_count(self, account: Account) -> int:
+        return account._members
+
+
+class CustomEventInline(ScopedTabularInline):
+    model = CustomEvent
+    extra = 0
+    fields = ["name", "description"]
+    verbose_name = "custom (post-install) event"
+    verbose_name_plural = "Custom (post-install) events: declare them before a postback can use them"
+
+
+@admin.register(App)
+class AppAdmin(ScopedModelAdmin):
+    list_display = ["name", "account", "platform", "package_name", "is_active", "api_key_prefix", "created_at"]
+    list_filter = ["platform", "is_active", ("account", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["name", "package_name", "api_key_prefix"]
+    list_select_related = ["account"]
+    inlines = [CustomEventInline]
+    actions = ["rotate_api_key"]
+
+    def get_fieldsets(self, request, obj=None):
+        main = (None, {"fields": ["account", "name", "platform", "package_name", "lookback_days", "is_active"]})
+        if obj is None:
+            return [main]
+        return [
+            main,
+            ("API key", {"fields": ["api_key_display"]}),
+            ("Partner configurations", {"fields": ["partner_configurations_overview"]}),
+            ("Postbacks by event", {"fields": ["postbacks_overview"]}),
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return ["api_key_display", "partner_configurations_overview", "postbacks_overview"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        key = app_issue_api_key(app=obj)
+        self.message_user(
+            request,
+            format_html(
+                "API key for {}: <code>{}</code> — copy it now: it is stored hashed and will not be shown again.",
+                obj.name,
+                key,
+            ),
+            messages.WARNING,
+        )
+
+    @admin.action(description="Rotate the API key of the selected apps (the old keys stop working)")
+    def rotate_api_key(self, request, queryset):
+        if not self.has_change_permission(request):
+            self.message_user(request, "You may not change apps.", messages.ERROR)
+            return
+        for app in queryset:
+            key = app_issue_api_key(app=app)
+            self.log_change(request, app, [{"changed": {"fields": ["API key (rotated)"]}}])
+            self.message_user(
+                request,
+                format_html("New API key for {}: <code>{}</code> — shown once, copy it now.", app.name, key),
+                messages.WARNING,
+            )
+
+    @admin.display(description="API key")
+    def api_key_display(self, app: App) -> str:
+        rotated = f", rotated {app.api_key_rotated_at:%Y-%m-%d %H:%M} UTC" if app.api_key_rotated_at else ""
+        return format_html(
+            "<code>{}…</code> (only the start is kept{}). "
+            "Use the list's “Rotate the API key” action to issue a new one.",
+            app.api_key_prefix,
+            rotated,
+        )
+
+    @admin.display(description="Configured partners")
+    def partner_configurations_overview(self, app: App) -> str:
+        rows = format_html_join(
+            "",
+            '<li><a href="{}">{}</a></li>',
+            (
+                (reverse("admin:postbacks_partnerconfiguration_change", args=[config.pk]), config.partner.name)
+                for config in app.partner_configurations.select_related("partner")
+            ),
+        )
+        add_url = reverse("admin:postbacks_partnerconfiguration_add") + f"?app={app.pk}"
+        return format_html('<ul>{}</ul><a class="addlink" href="{}">Add a configuration</a>', rows, add_url)
+
+    @admin.display(description="Install, SessionBegin and post-install events")
+    def postbacks_overview(self, app: App) -> str:
+        postbacks_by_event: dict[str, list] = {}
+        for postback in app.postback_configurations.select_related("partner_configuration__partner"):
+            postbacks_by_event.setdefault(postback.event, []).append(postback)
+        add_url = reverse("admin:postbacks_postbackconfiguration_add")
+        rows = []
+        for event in app.event_names():
+            links = format_html_join(
+                ", ",
+                '<a href="{}">{}</a>{}',
+                (
+                    (
+                        reverse("admin:postbacks_postbackconfiguration_change", args=[postback.pk]),
+                        str(postback),
+                        "" if postback.status == postback.Status.ACTIVE else " (inactive)",
+                    )
+                    for postback in postbacks_by_event.get(event, [])
+                ),
+            )
+            rows.append(
+                format_html(
+                    "<tr><td><strong>{}</strong></td><td>{}</td><td>"
+                    '<a class="addlink" href="{}?app={}&event={}&kind=certified">certified</a> '
+                    '<a class="addlink" href="{}?app={}&event={}&kind=custom">custom</a></td></tr>',
+                    event,
+                    links or "—",
+                    add_url,
+                    app.pk,
+                    event,
+                    add_url,
+                    app.pk,
+                    event,
+                )
+            )
+        return format_html(
+            "<table><thead><tr><th>Event</th><th>Postbacks</th><th>Add postback</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            format_html_join("", "{}", ((row,) for row in rows)),
+        )
+
+
+@admin.register(Tracker)
+class TrackerAdmin(ScopedModelAdmin):
+    list_display = ["id", "app", "network", "agency", "kind", "campaign_name", "campaign_id", "site_id"]
+    list_filter = ["kind", "network", ("app", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["id", "campaign_id", "campaign_name", "site_id", "creative_id"]
+    list_select_related = ["app", "network", "agency"]
+    fields = [
+        "id",
+        "app",
+        "network",
+        "agency",
+        "kind",
+        "campaign_id",
+        "campaign_name",
+        "site_id",
+        "creative_id",
+        "destination_url",
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["id"] if obj is not None else []

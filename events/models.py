@@ -1,0 +1,211 @@
+"""Accounts, apps, their declared events and trackers."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+
+from partners.models import Partner
+
+BUILTIN_EVENTS = ("install", "session_begin")
+API_KEY_PREFIX = "pbk_"
+
+# Android: dot-separated segments of letters, digits and underscores, each starting with a letter.
+ANDROID_PACKAGE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")
+# iOS: letters, digits, hyphens and dots (Apple's CFBundleIdentifier rule).
+IOS_BUNDLE_ID = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+
+
+def hash_api_key(key: str) -> str:
+    # Keys are 256-bit random tokens, so a fast hash is enough to keep a database leak useless.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_api_key() -> str:
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+class AccountScoped(models.Model):
+    """A model whose rows belong to one account; `account_path` leads from the row to it."""
+
+    account_path: str = ""
+
+    class Meta:
+        abstract = True
+
+
+class Account(AccountScoped):
+    account_path = ""
+
+    name = models.CharField(max_length=100, unique=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        related_name="postback_accounts",
+        blank=True,
+        help_text="Staff users who see and manage this account's apps.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class App(AccountScoped):
+    account_path = "account"
+
+    class Platform(models.TextChoices):
+        ANDROID = "android", "Android"
+        IOS = "ios", "iOS"
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="apps")
+    name = models.CharField(max_length=100)
+    platform = models.CharField(max_length=8, choices=Platform.choices)
+    package_name = models.CharField(
+        "package name / bundle ID",
+        max_length=255,
+        help_text="Android: the package name from the Play Store URL (id=com.example.game). iOS: the bundle ID.",
+    )
+    api_key_prefix = models.CharField(max_length=12, editable=False, blank=True)
+    api_key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    api_key_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    lookback_days = models.PositiveSmallIntegerField(
+        "attribution lookback window (days)",
+        default=7,
+        validators=[MinValueValidator(1), MaxValueValidator(90)],
+    )
+    is_active = models.BooleanField("active", default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["account__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "name"], name="app_unique_name_per_account"),
+            models.UniqueConstraint(
+                fields=["account", "platform", "package_name"], name="app_unique_package_per_account"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_platform_display()})"
+
+    def clean(self) -> None:
+        package = (self.package_name or "").strip()
+        self.package_name = package
+        if self.platform == self.Platform.ANDROID and package and not ANDROID_PACKAGE.match(package):
+            hint = " It looks like an iOS bundle ID; check the platform." if IOS_BUNDLE_ID.match(package) else ""
+            raise ValidationError(
+                {
+                    "package_name": f"{package!r} is not an Android package name: dot-separated segments of "
+                    f"letters, digits and underscores, each starting with a letter (e.g. com.example.game).{hint}"
+                }
+            )
+        if self.platform == self.Platform.IOS and package and not IOS_BUNDLE_ID.match(package):
+            raise ValidationError(
+                {
+                    "package_name": f"{package!r} is not an iOS bundle ID: dot-separated letters, digits and "
+                    "hyphens (e.g. com.example.game). The numeric App Store ID is not the bundle ID."
+                }
+            )
+
+    def set_api_key(self, key: str) -> None:
+        self.api_key_hash = hash_api_key(key)
+        self.api_key_prefix = key[:12]
+
+    def event_names(self) -> list[str]:
+        return [*BUILTIN_EVENTS, *self.custom_events.values_list("name", flat=True)]
+
+
+class CustomEvent(AccountScoped):
+    """A post-install event the app declares before postbacks may use it."""
+
+    account_path = "app__account"
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="custom_events")
+    name = models.CharField(
+        max_length=64,
+        validators=[
+            RegexValidator(
+                r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+                "Start with a letter or digit; then letters, digits, and _ . : - only.",
+            )
+        ],
+    )
+    description = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["app", "name"]
+        constraints = [models.UniqueConstraint(fields=["app", "name"], name="custom_event_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.name in BUILTIN_EVENTS:
+            raise ValidationError({"name": f"{self.name} is a built-in event; every app has it already."})
+
+
+def new_tracker_id() -> str:
+    return "trk_" + secrets.token_hex(5)
+
+
+class Tracker(AccountScoped):
+    account_path = "app__account"
+
+    class Kind(models.TextChoices):
+        ACQUISITION = "acquisition", "Acquisition"
+        REENGAGEMENT = "reengagement", "Reengagement"
+
+    id = models.CharField(
+        primary_key=True,
+        max_length=40,
+        default=new_tracker_id,
+        validators=[RegexValidator(r"^[A-Za-z0-9_-]+$", "Letters, digits, _ and - only.")],
+    )
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="trackers")
+    network = models.ForeignKey(
+        Partner, on_delete=models.PROTECT, related_name="trackers", limit_choices_to={"kind": Partner.Kind.NETWORK}
+    )
+    agency = models.ForeignKey(
+        Partner,
+        on_delete=models.PROTECT,
+        related_name="agency_trackers",
+        null=True,
+        blank=True,
+        limit_choices_to={"kind": Partner.Kind.AGENCY},
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.ACQUISITION)
+    campaign_id = models.CharField(max_length=100, blank=True)
+    campaign_name = models.CharField(max_length=200, blank=True)
+    site_id = models.CharField(max_length=100, blank=True)
+    creative_id = models.CharField(max_length=100, blank=True)
+    destination_url = models.URLField(
+        "destination (store) URL", max_length=2000, help_text="Where a click is redirected, e.g. the store page."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["app", "network", "campaign_name"]
+
+    def __str__(self) -> str:
+        label = self.campaign_name or self.campaign_id or self.id
+        return f"{self.network} · {label} ({self.get_kind_display()})"
+
+    def clean(self) -> None:
+        errors = {}
+        if self.network_id and self.network.kind != Partner.Kind.NETWORK:
+            errors["network"] = f"{self.network} is not a media network."
+        if self.agency_id and self.agency.kind != Partner.Kind.AGENCY:
+            errors["agency"] = f"{self.agency} is not an agency."
+        if self.destination_url and not self.destination_url.startswith(("https://", "http://")):
+            errors["destination_url"] = "The destination must start with https:// or http://."
+        if errors:
+            raise ValidationError(errors)

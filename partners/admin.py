@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import Count
+
+from partners.models import Partner, PartnerField, PartnerTemplate
+from project.audit import AuditedAdmin
+
+
+class PartnerFieldInline(admin.TabularInline):
+    model = PartnerField
+    extra = 0
+    fields = ["position", "name", "label", "required", "pattern", "help_text", "is_secret"]
+
+
+class PartnerTemplateInline(admin.StackedInline):
+    model = PartnerTemplate
+    extra = 0
+    fields = ["event", "method", "url_template", "body_format", "parameters", "event_name_map"]
+
+
+@admin.register(Partner)
+class PartnerAdmin(AuditedAdmin):
+    """The catalogue of partners. Templates are managed: only superusers edit them, and every
+    postback configured on a partner follows its template on the next send."""
+
+    list_display = ["name", "slug", "kind", "certified", "field_count", "template_count"]
+    list_filter = ["kind"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [PartnerFieldInline, PartnerTemplateInline]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(_fields=Count("fields", distinct=True), _templates=Count("templates", distinct=True))
+        )
+
+    @admin.display(boolean=True, description="certified")
+    def certified(self, partner: Partner) -> bool:
+        return partner._templates > 0
+
+    @admin.display(description="network-specific fields", ordering="_fields")
+    def field_count(self, partner: Partner) -> int:
+        return partner._fields
+
+    @admin.display(description="event templates", ordering="_templates")
+    def template_count(self, partner: Partner) -> int:
+        return partner._templates

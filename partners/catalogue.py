@@ -1,0 +1,74 @@
+"""The shipped catalogue of certified partners (partners/catalogue.json).
+
+Loaded by a data migration on a new database and by `manage.py sync_partner_catalogue`
+after an upgrade: each partner in the file is made to match it, partners not in the file
+are left alone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.apps import apps as django_apps
+from django.db import transaction
+
+CATALOGUE_FILE = Path(__file__).with_name("catalogue.json")
+
+
+def catalogue_read(*, path: Path = CATALOGUE_FILE) -> list[dict]:
+    return json.loads(path.read_text())["partners"]
+
+
+@transaction.atomic
+def catalogue_sync(*, entries: list[dict] | None = None, apps_registry=django_apps) -> dict[str, int]:
+    """Create or update the catalogue's partners. `apps_registry` lets a migration pass its historical models."""
+    partner_model = apps_registry.get_model("partners", "Partner")
+    field_model = apps_registry.get_model("partners", "PartnerField")
+    template_model = apps_registry.get_model("partners", "PartnerTemplate")
+    counts = {"partners": 0, "fields": 0, "templates": 0}
+    for entry in catalogue_read() if entries is None else entries:
+        partner, _ = partner_model.objects.update_or_create(
+            slug=entry["slug"],
+            defaults={
+                "name": entry["name"],
+                "kind": entry["kind"],
+                "website": entry.get("website", ""),
+                "description": entry.get("description", ""),
+            },
+        )
+        counts["partners"] += 1
+        field_names = []
+        for position, field in enumerate(entry.get("fields", [])):
+            field_model.objects.update_or_create(
+                partner=partner,
+                name=field["name"],
+                defaults={
+                    "label": field["label"],
+                    "required": field.get("required", True),
+                    "pattern": field.get("pattern", ""),
+                    "help_text": field.get("help_text", ""),
+                    "is_secret": field.get("is_secret", False),
+                    "position": position,
+                },
+            )
+            field_names.append(field["name"])
+            counts["fields"] += 1
+        field_model.objects.filter(partner=partner).exclude(name__in=field_names).delete()
+        events = []
+        for template in entry.get("templates", []):
+            template_model.objects.update_or_create(
+                partner=partner,
+                event=template["event"],
+                defaults={
+                    "method": template.get("method", "GET"),
+                    "url_template": template["url_template"],
+                    "body_format": template.get("body_format", "query"),
+                    "parameters": template.get("parameters", {}),
+                    "event_name_map": template.get("event_name_map", {}),
+                },
+            )
+            events.append(template["event"])
+            counts["templates"] += 1
+        template_model.objects.filter(partner=partner).exclude(event__in=events).delete()
+    return counts

@@ -1,0 +1,153 @@
+"""Partners and their managed integration templates (the "certified" integrations).
+
+A template is read each time a postback is rendered, so editing it changes what every
+postback configured on that partner sends, with no edit to the postbacks themselves.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+
+from partners.macros import ANY_POST_INSTALL_EVENT, template_problems
+
+
+class Partner(models.Model):
+    class Kind(models.TextChoices):
+        NETWORK = "network", "Media network"
+        ANALYTICS = "analytics", "Analytics partner"
+        AGENCY = "agency", "Agency"
+
+    slug = models.SlugField(max_length=64, unique=True, help_text="Stable identifier used in exports, e.g. meta.")
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.NETWORK)
+    website = models.URLField(blank=True)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_certified(self) -> bool:
+        return self.templates.exists()
+
+    def template_for_event(self, event_name: str) -> PartnerTemplate | None:
+        """The template used for an event: its own, else the partner's post-install template."""
+        templates = {template.event: template for template in self.templates.all()}
+        if event_name in templates:
+            return templates[event_name]
+        if event_name not in ("install", "session_begin"):
+            return templates.get(ANY_POST_INSTALL_EVENT)
+        return None
+
+
+class PartnerField(models.Model):
+    """A network-specific field: a value each app must supply to use this partner."""
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="fields")
+    name = models.CharField(
+        max_length=64,
+        validators=[RegexValidator(r"^[a-z][a-z0-9_]*$", "Use lower-case letters, digits and underscores.")],
+        help_text="Referenced in templates as {fields.<name>}.",
+    )
+    label = models.CharField(max_length=100)
+    required = models.BooleanField(default=True)
+    pattern = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Regular expression the whole value must match, e.g. ^\\d{15,16}$ for a Facebook App ID.",
+    )
+    help_text = models.CharField(max_length=300, blank=True)
+    is_secret = models.BooleanField(default=False, help_text="Masked in the admin and in delivery logs.")
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["partner", "position", "name"]
+        constraints = [models.UniqueConstraint(fields=["partner", "name"], name="partner_field_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.partner}: {self.label}"
+
+    def clean(self) -> None:
+        if self.pattern:
+            try:
+                re.compile(self.pattern)
+            except re.error as error:
+                raise ValidationError({"pattern": f"Not a valid regular expression: {error}."}) from None
+
+    def value_problem(self, value: str) -> str | None:
+        """Why a value is refused for this field, or None when it is fine."""
+        if not value:
+            return f"{self.label} is required." if self.required else None
+        if self.pattern and not re.fullmatch(self.pattern, value):
+            hint = f" {self.help_text}" if self.help_text else ""
+            return f"{self.label} {value!r} does not have the expected format ({self.pattern}).{hint}"
+        return None
+
+
+class PartnerTemplate(models.Model):
+    """How one event is sent to a certified partner."""
+
+    class Method(models.TextChoices):
+        GET = "GET", "GET"
+        POST = "POST", "POST"
+
+    class BodyFormat(models.TextChoices):
+        QUERY = "query", "Query string"
+        JSON = "json", "JSON body"
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="templates")
+    event = models.CharField(
+        max_length=64,
+        help_text=f"install, session_begin, or {ANY_POST_INSTALL_EVENT} for every post-install (custom) event.",
+    )
+    method = models.CharField(max_length=8, choices=Method.choices, default=Method.GET)
+    url_template = models.CharField(
+        max_length=2000, help_text="Endpoint; may hold {macro} and {fields.<name>} placeholders."
+    )
+    body_format = models.CharField(max_length=8, choices=BodyFormat.choices, default=BodyFormat.QUERY)
+    parameters = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Partner parameter name → value template, e.g. {"gaid": "{adid}", "app": "{fields.app_id}"}.',
+    )
+    event_name_map = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Our event name → the partner\'s, used for {event_name}, e.g. {"install": "MOBILE_APP_INSTALL"}.',
+    )
+
+    class Meta:
+        ordering = ["partner", "event"]
+        constraints = [models.UniqueConstraint(fields=["partner", "event"], name="partner_template_unique_event")]
+
+    def __str__(self) -> str:
+        return f"{self.partner} · {self.event}"
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        if not self.url_template.startswith(("https://", "http://")):
+            errors.setdefault("url_template", []).append("The endpoint must start with https:// or http://.")
+        if not isinstance(self.parameters, dict) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in self.parameters.items()
+        ):
+            errors.setdefault("parameters", []).append("Give an object of parameter name → value template strings.")
+        if not isinstance(self.event_name_map, dict) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in self.event_name_map.items()
+        ):
+            errors.setdefault("event_name_map", []).append("Give an object of event name → partner event name.")
+        if not errors and self.partner_id:
+            field_names = set(self.partner.fields.values_list("name", flat=True))
+            for problem in template_problems(self.url_template, field_names=field_names):
+                errors.setdefault("url_template", []).append(problem)
+            for key, value in self.parameters.items():
+                for problem in template_problems(value, field_names=field_names):
+                    errors.setdefault("parameters", []).append(f"{key}: {problem}")
+        if errors:
+            raise ValidationError(errors)

@@ -1,0 +1,222 @@
+"""Partner configurations and postback configurations (what to send, where, when)."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from events.models import AccountScoped, App
+from partners.macros import MACRO_NAMES, template_problems
+from partners.models import Partner
+from postbacks.destinations import destination_problem
+
+DELAY_CHOICES = [
+    (0, "Real time"),
+    (30, "30 seconds"),
+    (60, "1 minute"),
+    (120, "2 minutes"),
+    (300, "5 minutes"),
+    (600, "10 minutes"),
+]
+RETRY_CHOICES = [(0, "Do not retry")] + [(n, f"{n} attempt{'s' if n > 1 else ''}") for n in range(1, 11)]
+
+
+class PartnerConfiguration(AccountScoped):
+    """An app's connection to a certified partner, with the partner's network-specific fields."""
+
+    account_path = "app__account"
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="partner_configurations")
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="configurations")
+    field_values = models.JSONField("network-specific fields", default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["app", "partner__name"]
+        constraints = [models.UniqueConstraint(fields=["app", "partner"], name="partner_configuration_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.partner} for {self.app.name}" if self.app_id and self.partner_id else "Partner configuration"
+
+    def clean(self) -> None:
+        if not self.partner_id:
+            return
+        if not isinstance(self.field_values, dict):
+            raise ValidationError({"field_values": "Give an object of field name → value."})
+        fields = {field.name: field for field in self.partner.fields.all()}
+        problems = []
+        unknown = sorted(set(self.field_values) - set(fields))
+        if unknown:
+            problems.append(
+                f"{self.partner} has no field {', '.join(unknown)} (its fields: {', '.join(fields) or 'none'})."
+            )
+        for name, field in fields.items():
+            value = self.field_values.get(name, "")
+            if not isinstance(value, str):
+                problems.append(f"{field.label} must be text.")
+                continue
+            problem = field.value_problem(value.strip())
+            if problem:
+                problems.append(problem)
+        if problems:
+            raise ValidationError({"field_values": problems})
+
+
+class PostbackConfiguration(AccountScoped):
+    account_path = "app__account"
+
+    class Kind(models.TextChoices):
+        CERTIFIED = "certified", "Certified (partner template)"
+        CUSTOM = "custom", "Custom (destination URL)"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        INACTIVE = "inactive", "Inactive"
+
+    class Method(models.TextChoices):
+        GET = "GET", "GET"
+        POST = "POST", "POST"
+
+    class DeliveryMethod(models.TextChoices):
+        ALL = "all", "All"
+        NETWORK_ONLY = "network_only", "Network Only"
+        NETWORK_AND_AGENCY = "network_and_agency", "Network + Agency"
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="postback_configurations")
+    event = models.CharField(max_length=64, help_text="install, session_begin, or a custom event of the app.")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    partner_configuration = models.ForeignKey(
+        PartnerConfiguration,
+        on_delete=models.CASCADE,
+        related_name="postbacks",
+        null=True,
+        blank=True,
+        help_text="Certified: the partner this postback goes to.",
+    )
+    partner_event_name = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Certified: the partner's own name for this event, overriding the template's mapping.",
+    )
+    destination_url = models.CharField(
+        max_length=2000,
+        blank=True,
+        help_text="Custom: where to send, e.g. https://warehouse.example.com/in?event={event_name}.",
+    )
+    method = models.CharField(max_length=8, choices=Method.choices, default=Method.GET)
+    macros = models.JSONField(
+        default=list, blank=True, help_text="Custom: macros appended to the destination URL as query parameters."
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    match_event = models.CharField(
+        "event matching",
+        max_length=64,
+        blank=True,
+        help_text="Optional: fire on this other event of the app instead of the one selected.",
+    )
+    title = models.CharField(max_length=200, blank=True)
+    supply_network_data = models.BooleanField(
+        "supply network data to analytics partner",
+        default=False,
+        help_text="True sends attribution-level data (network, campaign, click…); false leaves it empty.",
+    )
+    delay_seconds = models.PositiveIntegerField("delivery delay", choices=DELAY_CHOICES, default=0)
+    retry_attempts = models.PositiveSmallIntegerField(
+        choices=RETRY_CHOICES, default=3, validators=[MinValueValidator(0), MaxValueValidator(10)]
+    )
+    delivery_method = models.CharField(
+        max_length=24,
+        choices=DeliveryMethod.choices,
+        default=DeliveryMethod.NETWORK_ONLY,
+        help_text="Certified: All sends every event (attribution data only for this network's installs); "
+        "Network Only sends only what this network won; Network + Agency adds its agencies' trackers.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["app", "event", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["partner_configuration", "event"], name="postback_one_certified_per_partner_event"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(retry_attempts__lte=10), name="postback_retry_attempts_at_most_10"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        if self.title:
+            return self.title
+        target = self.partner_configuration.partner.name if self.partner_configuration_id else "custom"
+        return f"{self.event} → {target}"
+
+    @property
+    def fires_on(self) -> str:
+        """The event name that triggers this postback (event matching wins)."""
+        return self.match_event or self.event
+
+    @property
+    def partner(self) -> Partner | None:
+        return self.partner_configuration.partner if self.partner_configuration_id else None
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+
+        def refuse(field: str, message: str) -> None:
+            errors.setdefault(field, []).append(message)
+
+        if self.delay_seconds not in dict(DELAY_CHOICES):
+            refuse("delay_seconds", "Choose real time, 30 s, 1, 2, 5 or 10 minutes.")
+        if self.retry_attempts is not None and not 0 <= self.retry_attempts <= 10:
+            refuse("retry_attempts", "Retry attempts must be between 0 (do not retry) and 10.")
+        if self.app_id:
+            events = self.app.event_names()
+            if self.event not in events:
+                refuse(
+                    "event", f"{self.event!r} is not an event of {self.app.name}: declare it as a custom event first."
+                )
+            if self.match_event:
+                if self.match_event not in events:
+                    refuse("match_event", f"{self.match_event!r} is not an event of {self.app.name}.")
+                elif self.match_event == self.event:
+                    refuse("match_event", "Event matching names the event itself; leave it empty instead.")
+        if self.kind == self.Kind.CERTIFIED:
+            self._clean_certified(refuse)
+        elif self.kind == self.Kind.CUSTOM:
+            self._clean_custom(refuse)
+        else:
+            refuse("kind", "Choose certified or custom.")
+        if errors:
+            raise ValidationError(errors)
+
+    def _clean_certified(self, refuse) -> None:
+        if not self.partner_configuration_id:
+            refuse("partner_configuration", "A certified postback needs a partner configuration of this app.")
+            return
+        if self.app_id and self.partner_configuration.app_id != self.app_id:
+            refuse("partner_configuration", "That partner configuration belongs to another app.")
+            return
+        partner = self.partner_configuration.partner
+        if self.event and partner.template_for_event(self.fires_on) is None:
+            refuse("event", f"{partner} has no certified template for {self.fires_on}; use a custom postback.")
+
+    def _clean_custom(self, refuse) -> None:
+        if not self.destination_url:
+            refuse("destination_url", "A custom postback needs a destination URL.")
+        else:
+            problem = destination_problem(self.destination_url)
+            if problem:
+                refuse("destination_url", problem)
+            for placeholder_problem in template_problems(self.destination_url):
+                refuse("destination_url", placeholder_problem)
+        if not isinstance(self.macros, list) or not all(isinstance(name, str) for name in self.macros):
+            refuse("macros", "Give a list of macro names.")
+        else:
+            unknown = [name for name in self.macros if name not in MACRO_NAMES]
+            if unknown:
+                refuse("macros", f"Unknown macro {', '.join(unknown)}; see docs/macros.md for the list.")
+            if len(set(self.macros)) != len(self.macros):
+                refuse("macros", "A macro is selected twice.")

@@ -1,0 +1,116 @@
+"""Turn a postback configuration and an event's macro values into the exact HTTP request."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+
+from partners.macros import ATTRIBUTION_MACRO_NAMES, FIELD_PREFIX, PLACEHOLDER, SAMPLE_VALUES
+from postbacks.models import PostbackConfiguration
+
+
+class RenderError(Exception):
+    """The configuration cannot produce a request (e.g. its partner lost the template)."""
+
+
+@dataclass(frozen=True)
+class RenderedRequest:
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str = ""
+
+
+def fill_placeholders(text: str, values: dict[str, str], *, url_encode: bool) -> str:
+    """Replace {name} placeholders; in URLs every value is encoded so it cannot add parameters."""
+
+    def replace(match) -> str:
+        value = str(values.get(match.group(1), "") or "")
+        return quote(value, safe="") if url_encode else value
+
+    return PLACEHOLDER.sub(replace, text)
+
+
+def append_query(url: str, params: list[tuple[str, str]]) -> str:
+    if not params:
+        return url
+    parts = urlsplit(url)
+    query = "&".join(part for part in (parts.query, urlencode(params)) if part)
+    # The fragment is never sent over HTTP, so it is dropped rather than left after the query.
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+def shareable_values(*, configuration: PostbackConfiguration, values: dict[str, str]) -> dict[str, str]:
+    """The macro values this configuration may send: attribution data is blanked where not allowed."""
+    partner = configuration.partner
+    if partner is None or partner.kind == partner.Kind.ANALYTICS:
+        # Custom postbacks and analytics partners get attribution data only when asked to.
+        allowed = configuration.supply_network_data
+    else:
+        # A network or agency sees attribution data only for what it drove itself.
+        allowed = partner.slug in (values.get("network_id"), values.get("agency_id"))
+    if allowed:
+        return dict(values)
+    return {name: ("" if name in ATTRIBUTION_MACRO_NAMES else value) for name, value in values.items()}
+
+
+def render_postback(*, configuration: PostbackConfiguration, values: dict[str, str]) -> RenderedRequest:
+    values = shareable_values(configuration=configuration, values=values)
+    if configuration.kind == PostbackConfiguration.Kind.CUSTOM:
+        return _render_custom(configuration, values)
+    return _render_certified(configuration, values)
+
+
+def _render_custom(configuration: PostbackConfiguration, values: dict[str, str]) -> RenderedRequest:
+    selected = [(name, str(values.get(name, "") or "")) for name in configuration.macros]
+    url = append_query(fill_placeholders(configuration.destination_url, values, url_encode=True), selected)
+    if configuration.method == PostbackConfiguration.Method.POST:
+        return RenderedRequest(
+            method="POST",
+            url=url,
+            headers={"Content-Type": "application/json"},
+            body=json.dumps(dict(selected), separators=(",", ":")),
+        )
+    return RenderedRequest(method="GET", url=url)
+
+
+def _render_certified(configuration: PostbackConfiguration, values: dict[str, str]) -> RenderedRequest:
+    partner_configuration = configuration.partner_configuration
+    if partner_configuration is None:
+        raise RenderError("The certified postback has no partner configuration.")
+    partner = partner_configuration.partner
+    template = partner.template_for_event(configuration.fires_on)
+    if template is None:
+        raise RenderError(f"{partner} has no template for {configuration.fires_on} any more.")
+    context = dict(values)
+    our_event_name = values.get("event_name") or configuration.fires_on
+    context["event_name"] = (
+        configuration.partner_event_name or template.event_name_map.get(our_event_name) or our_event_name
+    )
+    for name, value in (partner_configuration.field_values or {}).items():
+        context[FIELD_PREFIX + name] = value
+    url = fill_placeholders(template.url_template, context, url_encode=True)
+    params = [
+        (name, fill_placeholders(value, context, url_encode=False)) for name, value in template.parameters.items()
+    ]
+    if template.body_format == template.BodyFormat.JSON:
+        return RenderedRequest(
+            method=template.method,
+            url=url,
+            headers={"Content-Type": "application/json"},
+            body=json.dumps(dict(params), separators=(",", ":")),
+        )
+    return RenderedRequest(method=template.method, url=append_query(url, params))
+
+
+def sample_values(*, configuration: PostbackConfiguration) -> dict[str, str]:
+    """Macro values of a made-up event, as the preview shows them (attributed to the partner)."""
+    values = dict(SAMPLE_VALUES)
+    app = configuration.app
+    values.update(event_name=configuration.fires_on, app_id=app.package_name, app_name=app.name, platform=app.platform)
+    partner = configuration.partner
+    if partner is not None:
+        key = "agency" if partner.kind == partner.Kind.AGENCY else "network"
+        values.update({f"{key}_id": partner.slug, f"{key}_name": partner.name})
+    return values

@@ -1,0 +1,117 @@
+"""Settings from the environment: every helper fails loudly on a value it cannot use."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: use one of true/false, 1/0, yes/no, on/off.")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} is below the minimum of {minimum}.")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name}={value} is above the maximum of {maximum}.")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    items = [item.strip() for item in raw.split(",")]
+    if any(not item for item in items):
+        raise ImproperlyConfigured(f"{name}={raw!r} has an empty item: give a comma-separated list.")
+    return items
+
+
+def database_from_url(url: str, *, base_dir: Path) -> dict:
+    """Translate DATABASE_URL into a Django DATABASES entry.
+
+    Accepted forms: postgres://user:password@host:port/name?option=value (postgresql:// too)
+    and sqlite:///relative/path.sqlite3 or sqlite:////absolute/path.sqlite3.
+    """
+    parts = urlsplit(url)
+    options = dict(parse_qsl(parts.query))
+    if parts.scheme in ("postgres", "postgresql"):
+        name = unquote(parts.path.lstrip("/"))
+        if not name:
+            raise ImproperlyConfigured(f"DATABASE_URL={_redact(url)!r} names no database: add /<name> after the host.")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ImproperlyConfigured(f"DATABASE_URL={_redact(url)!r} has a port that is not a number.") from None
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": name,
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(port or ""),
+            "OPTIONS": options,
+        }
+    if parts.scheme == "sqlite":
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if not path:
+            raise ImproperlyConfigured("DATABASE_URL=sqlite:// names no file: use sqlite:///db.sqlite3.")
+        return sqlite_database(base_dir / path if not Path(path).is_absolute() else Path(path))
+    raise ImproperlyConfigured(
+        f"DATABASE_URL={_redact(url)!r} is not supported: use postgres://user@host:5432/name or sqlite:///file.sqlite3."
+    )
+
+
+def sqlite_database(path: Path) -> dict:
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(path),
+        # The web server and the django-q2 cluster write at the same time: WAL lets readers
+        # go on during a write, IMMEDIATE takes the write lock up front instead of failing
+        # mid-transaction, and the timeout waits for it rather than raising "locked".
+        "OPTIONS": {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+
+
+def redis_url(name: str) -> str:
+    raw = os.environ.get(name, "").strip()
+    if raw and urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
+        raise ImproperlyConfigured(f"{name}={_redact(raw)!r} is not a Redis URL: use redis://host:6379/0.")
+    return raw
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url

@@ -1,0 +1,147 @@
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from postbacks.models import PartnerConfiguration, PostbackConfiguration
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def errors_of(instance) -> dict[str, list[str]]:
+    with pytest.raises(ValidationError) as error:
+        instance.full_clean()
+    return error.value.message_dict
+
+
+def test_seed_defaults(app):
+    postback = factories.make_custom_postback(app)
+    assert postback.status == "active"
+    assert postback.delay_seconds == 0
+    assert postback.retry_attempts == 3
+    assert postback.supply_network_data is False
+    assert postback.match_event == ""
+
+
+@pytest.mark.parametrize("attempts", [11, 100])
+def test_retry_attempts_outside_0_to_10_refused(app, attempts):
+    postback = PostbackConfiguration(
+        app=app, event="install", kind="custom", destination_url="https://a.test/", retry_attempts=attempts
+    )
+    assert "Retry attempts must be between 0 (do not retry) and 10." in errors_of(postback)["retry_attempts"]
+
+
+def test_database_refuses_more_than_10_retries_even_without_validation(app):
+    postback = factories.make_custom_postback(app)
+    postback.retry_attempts = 11
+    with pytest.raises(IntegrityError), transaction.atomic():
+        postback.save()
+
+
+def test_delay_must_be_one_of_the_offered_choices(app):
+    postback = PostbackConfiguration(
+        app=app, event="install", kind="custom", destination_url="https://a.test/", delay_seconds=45
+    )
+    assert "Choose real time, 30 s, 1, 2, 5 or 10 minutes." in errors_of(postback)["delay_seconds"]
+
+
+def test_unknown_macro_refused(app):
+    postback = PostbackConfiguration(
+        app=app, event="install", kind="custom", destination_url="https://a.test/", macros=["adid", "shoe_size"]
+    )
+    assert errors_of(postback)["macros"] == ["Unknown macro shoe_size; see docs/macros.md for the list."]
+
+
+def test_unknown_placeholder_in_destination_refused(app):
+    postback = PostbackConfiguration(app=app, event="install", kind="custom", destination_url="https://a.test/{nope}")
+    assert "{nope} is not a known macro (see docs/macros.md)." in errors_of(postback)["destination_url"]
+
+
+@pytest.mark.parametrize("url", ["ftp://files.test/in", "javascript:alert(1)", "hooks.test/in", ""])
+def test_destination_must_be_http(app, url):
+    postback = PostbackConfiguration(app=app, event="install", kind="custom", destination_url=url)
+    assert "destination_url" in errors_of(postback)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/in",
+        "http://localhost:8080/in",
+        "http://api.localhost/in",
+        "http://10.1.2.3/in",
+        "http://192.168.0.10/in",
+        "http://169.254.169.254/latest/meta-data",
+        "http://100.64.0.1/in",
+        "http://[::1]/in",
+        "http://[fd00::1]/in",
+        "http://[::ffff:10.0.0.1]/in",
+        "http://2130706433/in",
+        "http://0x7f000001/in",
+        "http://0177.0.0.1/in",
+        "http://127.1/in",
+        "http://224.0.0.1/in",
+        "http://0.0.0.0/in",
+    ],
+)
+def test_private_and_loopback_destinations_refused_while_setting_is_off(app, url):
+    postback = PostbackConfiguration(app=app, event="install", kind="custom", destination_url=url)
+    message = " ".join(errors_of(postback)["destination_url"])
+    assert "POSTBACK_ALLOW_PRIVATE_DESTINATIONS is off" in message
+
+
+def test_private_destinations_allowed_by_the_setting(app, allow_private):
+    factories.make_custom_postback(app, url="http://127.0.0.1:9000/in")
+
+
+def test_credentials_in_destination_refused(app):
+    postback = PostbackConfiguration(app=app, event="install", kind="custom", destination_url="https://u:p@a.test/")
+    assert "Credentials in the URL" in errors_of(postback)["destination_url"][0]
+
+
+def test_event_must_be_declared_and_matching_must_name_another_event(app):
+    postback = PostbackConfiguration(app=app, event="checkout", kind="custom", destination_url="https://a.test/")
+    assert "declare it as a custom event first" in errors_of(postback)["event"][0]
+    postback = PostbackConfiguration(
+        app=app, event="purchase", match_event="purchase", kind="custom", destination_url="https://a.test/"
+    )
+    assert "names the event itself" in errors_of(postback)["match_event"][0]
+    postback.match_event = "refund"
+    assert "is not an event of" in errors_of(postback)["match_event"][0]
+
+
+def test_event_matching_changes_the_event_that_fires(app):
+    postback = factories.make_custom_postback(app, event="purchase", match_event="level_complete")
+    assert postback.fires_on == "level_complete"
+
+
+def test_certified_postback_needs_a_partner_configuration_of_the_same_app(app, other_app, partner):
+    postback = PostbackConfiguration(app=app, event="install", kind="certified")
+    assert "needs a partner configuration" in errors_of(postback)["partner_configuration"][0]
+    foreign = factories.make_partner_configuration(other_app, partner)
+    postback.partner_configuration = foreign
+    assert "belongs to another app" in errors_of(postback)["partner_configuration"][0]
+
+
+def test_certified_postback_needs_a_template_for_its_event(app, partner):
+    config = factories.make_partner_configuration(app, partner)
+    postback = PostbackConfiguration(app=app, event="session_begin", kind="certified", partner_configuration=config)
+    assert "has no certified template for session_begin" in errors_of(postback)["event"][0]
+    factories.make_certified_postback(config, event="purchase", delivery_method="all")
+
+
+def test_one_certified_postback_per_partner_and_event(app, partner):
+    config = factories.make_partner_configuration(app, partner)
+    factories.make_certified_postback(config)
+    duplicate = PostbackConfiguration(app=app, event="install", kind="certified", partner_configuration=config)
+    assert "__all__" in errors_of(duplicate)
+
+
+def test_network_specific_fields_validated_against_the_partner(app, partner):
+    missing = PartnerConfiguration(app=app, partner=partner, field_values={})
+    assert errors_of(missing)["field_values"] == ["Acme App ID is required."]
+    malformed = PartnerConfiguration(app=app, partner=partner, field_values={"app_id": "12ab"})
+    assert "does not have the expected format" in errors_of(malformed)["field_values"][0]
+    unknown = PartnerConfiguration(app=app, partner=partner, field_values={"app_id": "1234", "pixel": "x"})
+    assert "has no field pixel" in errors_of(unknown)["field_values"][0]
+    factories.make_partner_configuration(app, partner, app_id="1234")
