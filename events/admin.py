@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.urls import reverse
@@ -137,19 +139,18 @@ class AppAdmin(ScopedModelAdmin):
                     for postback in postbacks_by_event.get(event, [])
                 ),
             )
+            add_links = {
+                kind: f"{add_url}?{urlencode({'app': app.pk, 'event': event, 'kind': kind})}"
+                for kind in ("certified", "custom")
+            }
             rows.append(
                 format_html(
-                    "<tr><td><strong>{}</strong></td><td>{}</td><td>"
-                    '<a class="addlink" href="{}?app={}&event={}&kind=certified">certified</a> '
-                    '<a class="addlink" href="{}?app={}&event={}&kind=custom">custom</a></td></tr>',
+                    '<tr><td><strong>{}</strong></td><td>{}</td><td><a class="addlink" href="{}">certified</a> '
+                    '<a class="addlink" href="{}">custom</a></td></tr>',
                     event,
                     links or "—",
-                    add_url,
-                    app.pk,
-                    event,
-                    add_url,
-                    app.pk,
-                    event,
+                    add_links["certified"],
+                    add_links["custom"],
                 )
             )
         return format_html(

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from events.admin_scoping import ScopedModelAdmin
 from postbacks.forms import FIELD_INPUT_PREFIX, PartnerConfigurationForm, PostbackConfigurationForm
@@ -19,25 +19,40 @@ class PartnerConfigurationAdmin(ScopedModelAdmin):
     search_fields = ["partner__name", "partner__slug", "app__name", "app__package_name"]
     list_select_related = ["partner", "app"]
 
-    def get_readonly_fields(self, request, obj=None):
-        # Moving a configuration to another app or partner would silently re-point its postbacks.
-        return ["app", "partner"] if obj is not None else []
-
     def get_form(self, request, obj=None, change=False, **kwargs):
         # The network-specific inputs are added per partner in the form's __init__; the
         # form class itself only declares app and partner (minus the read-only ones).
-        kwargs["fields"] = None
+        kwargs["fields"] = ["app", "partner"]
         return super().get_form(request, obj, change, **kwargs)
 
     def get_fieldsets(self, request, obj=None):
+        fieldsets = [(None, {"fields": ["app", "partner"]})]
+        if obj is not None and not self.has_change_permission(request, obj):
+            return [*fieldsets, ("Network-specific fields", {"fields": ["field_values_display"]})]
         form_class = self.get_form(request, obj)
         data = request.POST if request.method == "POST" else None
         form = form_class(data=data, instance=obj, initial=request.GET.dict())
         network_fields = [name for name in form.fields if name.startswith(FIELD_INPUT_PREFIX)]
-        fieldsets = [(None, {"fields": ["app", "partner"]})]
         if network_fields:
             fieldsets.append(("Network-specific fields", {"fields": network_fields}))
         return fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        # Moving a configuration to another app or partner would silently re-point its postbacks.
+        return ["app", "partner", "field_values_display"] if obj is not None else []
+
+    @admin.display(description="values")
+    def field_values_display(self, config: PartnerConfiguration) -> str:
+        rows = [
+            (
+                field.label,
+                "•••••• (secret)"
+                if field.is_secret and config.field_values.get(field.name)
+                else config.field_values.get(field.name) or "—",
+            )
+            for field in config.partner.fields.all()
+        ]
+        return format_html_join("", "<div><strong>{}</strong>: {}</div>", rows) or "—"
 
     @admin.display(description="kind", ordering="partner__kind")
     def partner_kind(self, config: PartnerConfiguration) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
+from django.db import models
 
 _MAX_AUDIT_VALUE = 120
 
@@ -16,6 +17,8 @@ class AuditedAdmin(admin.ModelAdmin):
     """Change history that records each changed setting's old and new value, not only its name."""
 
     audit_masked_fields: tuple[str, ...] = ()
+    # Django 6 assumes https for scheme-less URLs; do so now, and silence its warning.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def construct_change_message(self, request, form, formsets, add=False):
         message = super().construct_change_message(request, form, formsets, add)
@@ -33,7 +36,7 @@ class AuditedAdmin(admin.ModelAdmin):
         label = str(field.label or name.replace("_", " ").capitalize())
         if name in self.audit_masked_fields or name in getattr(form, "audit_masked_fields", ()):
             return f"{label} (secret, not shown)"
-        old = _display(field, form.initial.get(name))
+        old = _display(field, form.get_initial_for_field(field, name))
         new = _display(field, form.cleaned_data.get(name))
         return f"{label}: {old} → {new}"
 

@@ -57,7 +57,9 @@ def make_partner_configuration(app: App, partner: Partner, **fields: str) -> Par
 
 
 def make_certified_postback(config: PartnerConfiguration, *, event: str = "install", **extra) -> PostbackConfiguration:
-    postback = PostbackConfiguration(app=config.app, event=event, kind="certified", partner_configuration=config, **extra)
+    postback = PostbackConfiguration(
+        app=config.app, event=event, kind="certified", partner_configuration=config, **extra
+    )
     postback.full_clean()
     postback.save()
     return postback

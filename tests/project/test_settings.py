@@ -19,7 +19,14 @@ PROBE = (
     " 'q': settings.Q_CLUSTER, 'private': settings.POSTBACK_ALLOW_PRIVATE_DESTINATIONS,"
     " 'hosts': settings.ALLOWED_HOSTS}))"
 )
-CONTROLLED = ("DEBUG", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS", "POSTBACK_ALLOW_PRIVATE_DESTINATIONS")
+CONTROLLED = (
+    "DEBUG",
+    "SECRET_KEY",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "ALLOWED_HOSTS",
+    "POSTBACK_ALLOW_PRIVATE_DESTINATIONS",
+)
 
 
 def start(tmp_path, **env):
