@@ -241,6 +241,8 @@ class _Importer:
         except ValidationError as error:
             for field_name, messages in error.message_dict.items():
                 where = path if field_name == "__all__" else f"{path}.{_EXPORT_NAMES.get(field_name, field_name)}"
+                if any(problem.startswith(f"{where}: ") for problem in self.problems):
+                    continue  # already reported in the file's own terms
                 for message in messages:
                     self.problem(where, message.rstrip("."))
             return False

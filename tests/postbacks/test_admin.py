@@ -86,7 +86,8 @@ def test_manager_creates_a_certified_postback_and_sees_the_exact_request(client,
     postback = PostbackConfiguration.objects.get()
     assert (postback.delivery_method, postback.delay_seconds, postback.retry_attempts) == ("all", 30, 5)
     page = client.get(reverse("admin:postbacks_postbackconfiguration_change", args=[postback.pk])).content.decode()
-    assert "GET https://postback.acme.test/5555/install?gaid=" in page
+    assert "GET https://postback.acme.test/5555/install?" in page
+    assert "gaid=38400000-8cf0-11bd-b23e-10b96e40000d" in page
     assert "evt=APP_INSTALL" in page
 
 
