@@ -25,9 +25,7 @@ run: install
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py demo_setup
 	@echo "Admin: http://$(HOST):$(PORT)/admin/   (Ctrl-C stops the web server and the workers)"
-	@trap 'kill $$CLUSTER 2>/dev/null; wait $$CLUSTER 2>/dev/null' EXIT INT TERM; \
-	$(PY) manage.py qcluster & CLUSTER=$$!; \
-	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
+	$(PY) manage.py runall $(HOST):$(PORT)
 
 test: export SECRET_KEY ?= test-only-secret-key-not-for-production
 test: install

@@ -103,7 +103,7 @@ Q_CLUSTER = {
     "workers": env_int("Q_WORKERS", 2, minimum=1),
     "timeout": 60,
     "retry": 90,
-    "save_limit": 0,
+    "save_limit": -1,  # results are not stored: the delivery log is the record
     "ack_failures": True,
     "max_attempts": 1,
     "catch_up": False,

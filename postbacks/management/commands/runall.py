@@ -1,0 +1,62 @@
+"""Run the web server and the django-q2 cluster together, and stop both cleanly.
+
+Each child gets its own session, so a Ctrl-C reaches only this command, which then sends
+one SIGTERM to each child. (A terminal's SIGINT sent to the whole group reaches django-q2's
+worker processes directly and can leave the cluster hanging in its shutdown.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+STOP_GRACE_SECONDS = 20
+
+
+class Command(BaseCommand):
+    help = "Serve the API and admin (runserver) and run the django-q2 workers (qcluster) until interrupted."
+
+    def add_arguments(self, parser):
+        parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
+
+    def handle(self, *args, addrport, **options):
+        manage = str(Path(settings.BASE_DIR) / "manage.py")
+        stopping = False
+
+        def request_stop(signum, frame):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        children = {
+            "workers": subprocess.Popen([sys.executable, manage, "qcluster"], start_new_session=True),
+            "web server": subprocess.Popen(
+                [sys.executable, manage, "runserver", "--noreload", addrport], start_new_session=True
+            ),
+        }
+        died = None
+        try:
+            while not stopping and died is None:
+                died = next((name for name, child in children.items() if child.poll() is not None), None)
+                time.sleep(0.2)
+        finally:
+            for child in children.values():
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + STOP_GRACE_SECONDS
+            for child in children.values():
+                try:
+                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    os.killpg(child.pid, signal.SIGKILL)
+                    child.wait()
+        if died is not None:
+            raise CommandError(f"The {died} stopped (exit code {children[died].returncode}); stopped the rest too.")
