@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from events.admin_scoping import ScopedModelAdmin, ScopedTabularInline
-from events.models import Account, App, CustomEvent, Tracker
+from events.models import Account, App, Click, CustomEvent, Device, DeviceIdentifier, Event, Tracker
 from events.services import app_issue_api_key
 
 
@@ -181,3 +181,62 @@ class TrackerAdmin(ScopedModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return ["id"] if obj is not None else []
+
+
+class ReadOnlyAdminMixin:
+    """Records written by the API: staff read them, nobody edits them by hand."""
+
+    show_full_result_count = False  # no COUNT(*) over the whole table on every page
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class DeviceIdentifierInline(ReadOnlyAdminMixin, ScopedTabularInline):
+    model = DeviceIdentifier
+    fields = ["kind", "value"]
+    extra = 0
+
+
+@admin.register(Device)
+class DeviceAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
+    list_display = [
+        "__str__",
+        "app",
+        "installed_at",
+        "network",
+        "agency",
+        "campaign_name",
+        "reengaged_at",
+        "last_seen_at",
+    ]
+    list_filter = [("app", admin.RelatedOnlyFieldListFilter), "network", "install_count"]
+    search_fields = ["=identifiers__value", "campaign_id", "campaign_name"]
+    list_select_related = ["app", "network", "agency"]
+    inlines = [DeviceIdentifierInline]
+    ordering = ["-pk"]
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
+    list_display = ["event_id", "name", "app", "device", "occurred_at", "received_at", "revenue", "currency"]
+    list_filter = [("app", admin.RelatedOnlyFieldListFilter), "name", "is_reinstall", "is_reengagement"]
+    search_fields = ["=event_id", "=device__identifiers__value"]
+    list_select_related = ["app", "device__app"]
+    date_hierarchy = "received_at"
+    ordering = ["-pk"]
+
+
+@admin.register(Click)
+class ClickAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
+    list_display = ["pk", "tracker", "app", "clicked_at", "click_id", "adid", "idfa", "ip"]
+    list_filter = [("app", admin.RelatedOnlyFieldListFilter), "tracker__network"]
+    search_fields = ["=click_id", "=adid", "=idfa", "=idfv", "=android_id", "=device_id"]
+    list_select_related = ["tracker__network", "app"]
+    ordering = ["-pk"]

@@ -209,3 +209,130 @@ class Tracker(AccountScoped):
             errors["destination_url"] = "The destination must start with https:// or http://."
         if errors:
             raise ValidationError(errors)
+
+
+DEVICE_ID_KINDS = ("adid", "idfa", "idfv", "android_id", "device_id")
+
+
+class Device(AccountScoped):
+    """One device of one app, however many identifiers its events carry."""
+
+    account_path = "app__account"
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="devices")
+    installed_at = models.DateTimeField(null=True, blank=True)
+    install_count = models.PositiveIntegerField(default=0, help_text="1 for the first install; more are reinstalls.")
+    # Attribution of the first install: a snapshot, so later tracker edits do not rewrite history.
+    install_tracker = models.ForeignKey(
+        Tracker, on_delete=models.SET_NULL, null=True, blank=True, related_name="attributed_devices"
+    )
+    install_click = models.ForeignKey("Click", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    network = models.ForeignKey(Partner, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    agency = models.ForeignKey(Partner, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    campaign_id = models.CharField(max_length=100, blank=True)
+    campaign_name = models.CharField(max_length=200, blank=True)
+    # The latest reengagement: with the install, the anchor of SessionBegin's 24-hour periods.
+    reengaged_at = models.DateTimeField(null=True, blank=True)
+    reengagement_tracker = models.ForeignKey(
+        Tracker, on_delete=models.SET_NULL, null=True, blank=True, related_name="reengaged_devices"
+    )
+    reengagement_click = models.ForeignKey("Click", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    reengagement_network = models.ForeignKey(
+        Partner, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reengagement_agency = models.ForeignKey(Partner, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Device {self.pk} of {self.app.name}" if self.app_id else f"Device {self.pk}"
+
+    @property
+    def is_attributed(self) -> bool:
+        return self.network_id is not None
+
+    @property
+    def session_anchor(self):
+        """Start of SessionBegin's 24-hour periods: the latest reengagement, else the install."""
+        return self.reengaged_at or self.installed_at
+
+
+class DeviceIdentifier(AccountScoped):
+    account_path = "app__account"
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="identifiers")
+    kind = models.CharField(max_length=16, choices=[(kind, kind) for kind in DEVICE_ID_KINDS])
+    value = models.CharField(max_length=128)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["app", "kind", "value"], name="device_identifier_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}={self.value}"
+
+
+class Click(AccountScoped):
+    """A click (or impression-free visit) on a tracker link, kept for attribution."""
+
+    account_path = "app__account"
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="clicks")
+    tracker = models.ForeignKey(Tracker, on_delete=models.CASCADE, related_name="clicks")
+    clicked_at = models.DateTimeField(db_index=True)
+    click_id = models.CharField(max_length=200, blank=True)
+    adid = models.CharField(max_length=128, blank=True)
+    idfa = models.CharField(max_length=128, blank=True)
+    idfv = models.CharField(max_length=128, blank=True)
+    android_id = models.CharField(max_length=128, blank=True)
+    device_id = models.CharField(max_length=128, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+    parameters = models.JSONField(default=dict, blank=True, help_text="Sub-parameters from the click URL.")
+
+    class Meta:
+        ordering = ["-clicked_at"]
+        indexes = [
+            models.Index(fields=["app", kind, "clicked_at"], name=f"click_{kind}_idx")
+            for kind in ("adid", "idfa", "idfv", "android_id", "device_id")
+        ]
+
+    def __str__(self) -> str:
+        return f"Click {self.pk} on {self.tracker_id}"
+
+
+class Event(AccountScoped):
+    """One event a client app reported, stored once per (app, event_id)."""
+
+    account_path = "app__account"
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="events")
+    event_id = models.CharField(max_length=128)
+    name = models.CharField(max_length=64)
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="events")
+    device_ids = models.JSONField(default=dict, help_text="The identifiers as this event carried them.")
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+    os_version = models.CharField(max_length=32, blank=True)
+    app_version = models.CharField(max_length=32, blank=True)
+    country = models.CharField(max_length=2, blank=True)
+    revenue = models.DecimalField(max_digits=18, decimal_places=6, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    value = models.CharField(max_length=1024, blank=True)
+    properties = models.JSONField(default=dict, blank=True)
+    is_reinstall = models.BooleanField(default=False)
+    is_reengagement = models.BooleanField(default=False, help_text="This event recorded a reengagement.")
+    postbacks_scheduled = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [models.UniqueConstraint(fields=["app", "event_id"], name="event_unique_event_id_per_app")]
+        indexes = [models.Index(fields=["device", "occurred_at"], name="event_device_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.event_id}"

@@ -19,7 +19,17 @@ CONFIGURATION_MODELS = (
     "postbacks.partnerconfiguration",
     "postbacks.postbackconfiguration",
 )
-READ_ONLY_MODELS = ("events.account", "partners.partner", "partners.partnerfield", "partners.partnertemplate")
+READ_ONLY_MODELS = (
+    "events.account",
+    "partners.partner",
+    "partners.partnerfield",
+    "partners.partnertemplate",
+    # written by the API, read by both roles
+    "events.device",
+    "events.deviceidentifier",
+    "events.event",
+    "events.click",
+)
 
 
 def role_permissions() -> dict[str, list[str]]:

@@ -4,10 +4,13 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Group
 from django.urls import reverse
+from django.utils import timezone
 
 from events.models import App, Tracker, hash_api_key
+from events.services import EventInput, click_record
 from postbacks.models import PostbackConfiguration
 from postbacks.roles import ACCOUNT_MANAGERS, SUPPORT
+from project.ingest import event_ingest
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -23,6 +26,19 @@ def configured(app, other_app, partner):
         objects[prefix + "certified"] = factories.make_certified_postback(config)
         objects[prefix + "custom"] = factories.make_custom_postback(target, macros=["adid"])
         objects[prefix + "tracker"] = factories.make_tracker(target, partner, campaign_name=f"{prefix}campaign")
+        objects[prefix + "click"] = click_record(
+            tracker=objects[prefix + "tracker"],
+            clicked_at=timezone.now(),
+            device_ids={"device_id": f"{prefix}dev"},
+            click_id="c1",
+            ip=None,
+            user_agent="",
+            parameters={},
+        )
+        data = EventInput(
+            event_id="e1", name="install", device_ids={"device_id": f"{prefix}dev"}, occurred_at=timezone.now()
+        )
+        objects[prefix + "event"] = event_ingest(app=target, data=data).event
     return objects
 
 
@@ -42,6 +58,12 @@ def admin_urls(objects, app, partner):
         reverse("admin:postbacks_postbackconfiguration_changelist"),
         reverse("admin:postbacks_postbackconfiguration_change", args=[objects["certified"].pk]),
         reverse("admin:postbacks_postbackconfiguration_change", args=[objects["custom"].pk]),
+        reverse("admin:events_event_changelist"),
+        reverse("admin:events_event_change", args=[objects["event"].pk]),
+        reverse("admin:events_device_changelist"),
+        reverse("admin:events_device_change", args=[objects["event"].device_id]),
+        reverse("admin:events_click_changelist"),
+        reverse("admin:events_click_change", args=[objects["click"].pk]),
     ]
 
 
@@ -70,6 +92,14 @@ def test_manager_add_pages_load_and_support_gets_none(client, manager, support, 
         assert client.get(reverse(name)).status_code == 403, name
 
 
+def test_events_devices_and_clicks_are_read_only_for_everyone(client, manager, configured):
+    client.force_login(manager)
+    url = reverse("admin:events_event_change", args=[configured["event"].pk])
+    assert 'name="_save"' not in client.get(url).content.decode()
+    assert client.post(url, {"name": "purchase"}).status_code == 403
+    assert client.get(reverse("admin:events_event_add")).status_code == 403
+
+
 def test_support_sees_configuration_read_only_and_cannot_save(client, support, configured):
     client.force_login(support)
     postback = configured["custom"]
@@ -95,6 +125,9 @@ def test_lists_show_only_the_users_accounts(client, manager, configured, app, ot
         ("postbacks_postbackconfiguration", {configured["certified"], configured["custom"]}),
         ("postbacks_partnerconfiguration", {configured["config"]}),
         ("events_tracker", {configured["tracker"]}),
+        ("events_event", {configured["event"]}),
+        ("events_device", {configured["event"].device}),
+        ("events_click", {configured["click"]}),
     ):
         listed = client.get(reverse(f"admin:{model}_changelist")).context["cl"].result_list
         assert set(listed) == mine, model
@@ -118,6 +151,9 @@ def test_other_accounts_objects_are_unreachable_by_url(client, manager, configur
         reverse("admin:postbacks_partnerconfiguration_change", args=[configured["other_config"].pk]),
         reverse("admin:postbacks_postbackconfiguration_change", args=[configured["other_custom"].pk]),
         reverse("admin:postbacks_postbackconfiguration_delete", args=[configured["other_custom"].pk]),
+        reverse("admin:events_event_change", args=[configured["other_event"].pk]),
+        reverse("admin:events_device_change", args=[configured["other_event"].device_id]),
+        reverse("admin:events_click_change", args=[configured["other_click"].pk]),
     ):
         response = client.get(url, follow=True)
         assert b"doesn\xe2\x80\x99t exist" in response.content, url

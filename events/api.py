@@ -1,0 +1,139 @@
+"""The public REST API for client apps (thin: validate, call the ingest service, reply)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import APIException
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from events.api_auth import AppKeyAuthentication, PerAppKeyRateThrottle
+from events.models import DEVICE_ID_KINDS, Event, Tracker
+from events.serializers import (
+    BatchResultSerializer,
+    BatchSerializer,
+    EventAcceptedSerializer,
+    EventSerializer,
+    normalize_device_ids,
+)
+from events.services import click_record
+from project import clock
+from project.ingest import event_ingest
+
+
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "Request body too large."
+    default_code = "payload_too_large"
+
+
+def reject_oversized(request, limit: int) -> None:
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > limit:
+        raise PayloadTooLarge(f"Request body of {length} bytes is over the limit of {limit} bytes.")
+
+
+def accepted_body(event: Event) -> dict:
+    return {"event_id": event.event_id, "id": event.pk, "postbacks_scheduled": event.postbacks_scheduled}
+
+
+class AppAPIView(APIView):
+    authentication_classes = [AppKeyAuthentication]
+    throttle_classes = [PerAppKeyRateThrottle]
+    permission_classes = []
+    body_limit = 0
+
+    def initial(self, request, *args, **kwargs):
+        reject_oversized(request, self.body_limit)  # before authentication reads anything
+        super().initial(request, *args, **kwargs)
+
+
+class EventView(AppAPIView):
+    body_limit = settings.API_MAX_EVENT_BYTES
+
+    @extend_schema(
+        operation_id="send_event",
+        request=EventSerializer,
+        responses={
+            202: OpenApiResponse(EventAcceptedSerializer, "Accepted: stored, postbacks scheduled."),
+            200: OpenApiResponse(EventAcceptedSerializer, "Duplicate event_id: the first result, nothing new."),
+            400: OpenApiResponse(description="Per-field errors."),
+            401: OpenApiResponse(description="Missing or unknown API key."),
+            413: OpenApiResponse(description="Body over the size cap."),
+            429: OpenApiResponse(description="Over the per-key rate limit (see Retry-After)."),
+            503: OpenApiResponse(description="Database unreachable; nothing was stored. Retry later."),
+        },
+    )
+    def post(self, request):
+        app = request.auth
+        serializer = EventSerializer(data=request.data, context={"event_names": app.event_names()})
+        serializer.is_valid(raise_exception=True)
+        result = event_ingest(app=app, data=serializer.to_event_input(caller_ip=request.META.get("REMOTE_ADDR")))
+        return Response(
+            accepted_body(result.event), status=status.HTTP_202_ACCEPTED if result.created else status.HTTP_200_OK
+        )
+
+
+class EventBatchView(AppAPIView):
+    body_limit = settings.API_MAX_BATCH_BYTES
+
+    @extend_schema(
+        operation_id="send_events",
+        request=BatchSerializer,
+        responses={200: BatchResultSerializer},
+        description="Up to 1,000 events. One result per item, in order: accepted, duplicate, or rejected "
+        "with the item's errors. Valid items are kept even when others are refused.",
+    )
+    def post(self, request):
+        app = request.auth
+        batch = BatchSerializer(data=request.data)
+        batch.is_valid(raise_exception=True)
+        event_names = app.event_names()
+        caller_ip = request.META.get("REMOTE_ADDR")
+        results = []
+        for index, item in enumerate(batch.validated_data["events"]):
+            serializer = EventSerializer(data=item, context={"event_names": event_names})
+            if not serializer.is_valid():
+                results.append({"index": index, "status": "rejected", "errors": serializer.errors})
+                continue
+            outcome = event_ingest(app=app, data=serializer.to_event_input(caller_ip=caller_ip))
+            results.append(
+                {
+                    "index": index,
+                    "status": "accepted" if outcome.created else "duplicate",
+                    **accepted_body(outcome.event),
+                }
+            )
+        return Response({"results": results})
+
+
+MAX_CLICK_PARAMETERS = 30
+MAX_CLICK_VALUE = 256
+
+
+def click_view(request, tracker_id: str):
+    """GET /t/<tracker id>: record the click, then send the user on to the store."""
+    if request.method not in ("GET", "HEAD"):
+        raise Http404
+    tracker = get_object_or_404(Tracker.objects.select_related("app"), pk=tracker_id, app__is_active=True)
+    query = {key: value[:MAX_CLICK_VALUE] for key, value in list(request.GET.items())[:MAX_CLICK_PARAMETERS]}
+    device_ids, _ = normalize_device_ids(query, strict=False)  # a bad id is ignored, never a failed redirect
+    click_id = query.pop("click_id", "")
+    parameters = {key: value for key, value in query.items() if key not in DEVICE_ID_KINDS}
+    click_record(
+        tracker=tracker,
+        clicked_at=clock.now(),
+        device_ids=device_ids,
+        click_id=click_id,
+        ip=request.META.get("REMOTE_ADDR") or None,
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:512],
+        parameters=parameters,
+    )
+    return HttpResponseRedirect(tracker.destination_url)

@@ -1,0 +1,76 @@
+"""API authentication by app key, and a per-key rate limit."""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions, throttling
+
+from events.models import App, hash_api_key
+
+INVALID_KEY = "Missing or invalid API key."
+
+
+class AppPrincipal:
+    """Stands in for a user: the caller is an app, identified by its key alone."""
+
+    is_authenticated = True
+    is_active = True
+
+    def __init__(self, app: App):
+        self.app = app
+
+
+class AppKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        scheme, _, key = header.partition(" ")
+        key = key.strip()
+        if scheme != self.keyword or not key or len(key) > 200:
+            raise exceptions.AuthenticationFailed(INVALID_KEY)
+        app = App.objects.filter(api_key_hash=hash_api_key(key), is_active=True).select_related("account").first()
+        if app is None:  # unknown and inactive keys answer alike: no hint whether an app exists
+            raise exceptions.AuthenticationFailed(INVALID_KEY)
+        return AppPrincipal(app), app
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+class PerAppKeyRateThrottle(throttling.BaseThrottle):
+    """A fixed one-minute window per key: one cache increment a request, whatever the rate."""
+
+    def allow_request(self, request, view):
+        limit = settings.API_RATE_LIMIT_PER_MINUTE
+        if not limit or request.auth is None:
+            return True
+        window = int(time.time() // 60)
+        key = f"api-rate:{request.auth.pk}:{window}"
+        if cache.add(key, 1, timeout=120):
+            count = 1
+        else:
+            try:
+                count = cache.incr(key)
+            except ValueError:  # expired between add and incr
+                cache.add(key, 1, timeout=120)
+                count = 1
+        self.retry_after = 60 - int(time.time() % 60)
+        return count <= limit
+
+    def wait(self):
+        return getattr(self, "retry_after", 60)
+
+
+class AppKeyScheme(OpenApiAuthenticationExtension):
+    """Describes the key in the OpenAPI schema."""
+
+    target_class = "events.api_auth.AppKeyAuthentication"
+    name = "appKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "The app's API key."}

@@ -1,0 +1,202 @@
+"""Validation of incoming events: every refusal names its field and says what to fix."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from events.codes import COUNTRIES, CURRENCIES
+from events.models import DEVICE_ID_KINDS
+from events.services import EventInput
+from project import clock
+
+UUID_KINDS = ("adid", "idfa", "idfv")
+ZERO_UUID = "00000000-0000-0000-0000-000000000000"
+EVENT_ID = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces
+MAX_PROPERTIES_BYTES = 4096
+MAX_FUTURE = timedelta(minutes=5)
+
+
+def normalize_device_ids(raw: dict, *, strict: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """(usable ids, errors). Advertising ids are compared lower-case; an all-zero id means
+    "limited ad tracking" and is dropped rather than matched across every such device."""
+    ids, errors = {}, {}
+    for kind in DEVICE_ID_KINDS:
+        value = raw.get(kind)
+        if value in (None, ""):
+            continue
+        if not isinstance(value, str) or len(value) > 128:
+            errors[kind] = "Must be text of at most 128 characters."
+            continue
+        value = value.strip()
+        if kind in UUID_KINDS:
+            try:
+                value = str(uuid.UUID(value))
+            except ValueError:
+                errors[kind] = "Must be a UUID, e.g. 38400000-8cf0-11bd-b23e-10b96e40000d."
+                continue
+            if value == ZERO_UUID:
+                continue
+        elif kind == "android_id" and not re.fullmatch(r"[0-9a-fA-F]{8,32}", value):
+            errors[kind] = "Must be 8 to 32 hexadecimal characters."
+            continue
+        if value:
+            ids[kind] = value
+    if strict:
+        unknown = sorted(set(raw) - set(DEVICE_ID_KINDS))
+        for name in unknown:
+            errors[name] = f"Unknown device identifier; use {', '.join(DEVICE_ID_KINDS)}."
+    return ids, errors
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "properties": {kind: {"type": "string", "maxLength": 128} for kind in DEVICE_ID_KINDS},
+        "additionalProperties": False,
+        "minProperties": 1,
+    }
+)
+class DeviceField(serializers.Field):
+    default_error_messages = {"invalid": "Must be an object of device identifiers."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            self.fail("invalid")
+        ids, errors = normalize_device_ids(data, strict=True)
+        if errors:
+            raise serializers.ValidationError(errors)
+        if not ids:
+            raise serializers.ValidationError(
+                f"Give at least one device identifier ({', '.join(DEVICE_ID_KINDS)}); an all-zero ID does not count."
+            )
+        return ids
+
+    def to_representation(self, value):
+        return value
+
+
+class StrictCharField(serializers.CharField):
+    """A string field that refuses numbers and booleans instead of quietly converting them."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class EventSerializer(serializers.Serializer):
+    event_id = StrictCharField(
+        max_length=128, help_text="Client-generated idempotency key, unique per app (printable ASCII)."
+    )
+    event = StrictCharField(max_length=64, help_text="install, session_begin, or a declared custom event.")
+    device = DeviceField(help_text="At least one of adid, idfa, idfv, android_id, device_id.")
+    timestamp = serializers.DateTimeField(required=False, help_text="ISO 8601; default now.")
+    ip = serializers.IPAddressField(required=False, help_text="Default: the caller's address.")
+    user_agent = StrictCharField(required=False, allow_blank=True, max_length=512)
+    os_version = StrictCharField(required=False, allow_blank=True, max_length=32)
+    app_version = StrictCharField(required=False, allow_blank=True, max_length=32)
+    country = StrictCharField(required=False, allow_blank=True, max_length=2, help_text="ISO 3166 alpha-2.")
+    revenue = serializers.DecimalField(max_digits=18, decimal_places=6, required=False, allow_null=True)
+    currency = StrictCharField(required=False, allow_blank=True, max_length=3, help_text="ISO 4217.")
+    value = StrictCharField(required=False, allow_blank=True, max_length=1024)
+    properties = serializers.JSONField(required=False, help_text=f"An object of at most {MAX_PROPERTIES_BYTES} bytes.")
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+    def validate_event_id(self, value: str) -> str:
+        if not EVENT_ID.match(value):
+            raise serializers.ValidationError("Use printable ASCII characters without spaces.")
+        return value
+
+    def validate_event(self, value: str) -> str:
+        known = self.context["event_names"]
+        if value not in known:
+            raise serializers.ValidationError(
+                f"Unknown event {value!r}: declare it as a custom event of the app first (known: {', '.join(known)})."
+            )
+        return value
+
+    def validate_country(self, value: str) -> str:
+        if value and value.upper() not in COUNTRIES:
+            raise serializers.ValidationError("Not an ISO 3166 alpha-2 country code, e.g. US.")
+        return value.upper()
+
+    def validate_currency(self, value: str) -> str:
+        if value and value.upper() not in CURRENCIES:
+            raise serializers.ValidationError("Not an ISO 4217 currency code, e.g. USD.")
+        return value.upper()
+
+    def validate_properties(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be an object.")
+        if len(json.dumps(value, separators=(",", ":")).encode()) > MAX_PROPERTIES_BYTES:
+            raise serializers.ValidationError(f"At most {MAX_PROPERTIES_BYTES} bytes of JSON.")
+        return value
+
+    def validate(self, attrs):
+        now = clock.now()
+        timestamp = attrs.get("timestamp") or now
+        if timestamp > now + MAX_FUTURE:
+            raise serializers.ValidationError({"timestamp": "More than 5 minutes in the future: check the clock."})
+        max_age = timedelta(days=settings.EVENT_MAX_AGE_DAYS)
+        if timestamp < now - max_age:
+            raise serializers.ValidationError(
+                {"timestamp": f"Older than {settings.EVENT_MAX_AGE_DAYS} days (EVENT_MAX_AGE_DAYS)."}
+            )
+        attrs["timestamp"] = timestamp
+        if attrs.get("revenue") is not None and not attrs.get("currency"):
+            raise serializers.ValidationError({"currency": "Required with revenue."})
+        return attrs
+
+    def to_event_input(self, *, caller_ip: str | None) -> EventInput:
+        data = self.validated_data
+        return EventInput(
+            event_id=data["event_id"],
+            name=data["event"],
+            device_ids=data["device"],
+            occurred_at=data["timestamp"],
+            ip=data.get("ip") or caller_ip,
+            user_agent=data.get("user_agent", ""),
+            os_version=data.get("os_version", ""),
+            app_version=data.get("app_version", ""),
+            country=data.get("country", ""),
+            revenue=data.get("revenue"),
+            currency=data.get("currency", ""),
+            value=data.get("value", ""),
+            properties=data.get("properties") or {},
+        )
+
+
+class EventAcceptedSerializer(serializers.Serializer):
+    event_id = serializers.CharField()
+    id = serializers.IntegerField(help_text="The server's id of the stored event.")
+    postbacks_scheduled = serializers.IntegerField()
+
+
+class BatchSerializer(serializers.Serializer):
+    events = serializers.ListField(child=serializers.JSONField(), max_length=1000, allow_empty=False)
+
+
+class BatchItemResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["accepted", "duplicate", "rejected"])
+    event_id = serializers.CharField(required=False)
+    id = serializers.IntegerField(required=False)
+    postbacks_scheduled = serializers.IntegerField(required=False)
+    errors = serializers.DictField(required=False)
+
+
+class BatchResultSerializer(serializers.Serializer):
+    results = BatchItemResultSerializer(many=True)

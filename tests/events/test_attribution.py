@@ -1,0 +1,170 @@
+"""Attribution: which network earned an install, reengagements, reinstalls, device identity."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from events.models import Device, DeviceIdentifier
+from events.services import EventInput, click_record
+from partners.models import Partner
+from project.ingest import event_ingest
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+ADID = "38400000-8cf0-11bd-b23e-10b96e40000d"
+IDFA = "6d92078a-8246-4ba4-ae5b-76104861e7dc"
+IDFV = "599f9c00-92dc-4b5c-9464-7971f01f8370"
+
+
+@pytest.fixture
+def networks(db):
+    return factories.make_partner("net_a"), factories.make_partner("net_b")
+
+
+@pytest.fixture
+def trackers(app, networks):
+    agency = factories.make_partner("agency_x", kind=Partner.Kind.AGENCY)
+    return {
+        "a": factories.make_tracker(app, networks[0], campaign_id="c-a", campaign_name="A launch"),
+        "b": factories.make_tracker(app, networks[1], agency=agency, campaign_id="c-b", campaign_name="B launch"),
+        "a_re": factories.make_tracker(app, networks[0], kind="reengagement", campaign_name="A comeback"),
+        "b_re": factories.make_tracker(app, networks[1], kind="reengagement", campaign_name="B comeback"),
+    }
+
+
+def click(tracker, at, **ids):
+    return click_record(
+        tracker=tracker,
+        clicked_at=at,
+        device_ids=ids,
+        click_id=f"clk-{at:%H%M%S}",
+        ip=None,
+        user_agent="",
+        parameters={},
+    )
+
+
+def send(app, name, at, event_id=None, **ids):
+    event_id = event_id or f"{name}-{at.isoformat()}-{'-'.join(sorted(ids.values()))}"
+    data = EventInput(event_id=event_id, name=name, device_ids=ids, occurred_at=at)
+    return event_ingest(app=app, data=data).event
+
+
+def test_last_click_wins(app, trackers):
+    click(trackers["a"], T0 - timedelta(hours=5), adid=ADID)
+    latest = click(trackers["b"], T0 - timedelta(hours=1), adid=ADID)
+    device = send(app, "install", T0, adid=ADID).device
+    assert device.install_click == latest
+    assert device.install_tracker == trackers["b"]
+    assert (device.network.slug, device.agency.slug) == ("net_b", "agency_x")
+    assert (device.campaign_id, device.campaign_name) == ("c-b", "B launch")
+    assert device.installed_at == T0
+
+
+@pytest.mark.parametrize(
+    ("click_age", "attributed"),
+    [
+        (timedelta(days=7), True),  # exactly at the window's edge
+        (timedelta(days=7, seconds=1), False),
+        (timedelta(seconds=0), True),
+        (-timedelta(seconds=1), False),  # a click after the install cannot have caused it
+    ],
+)
+def test_lookback_window_edges(app, trackers, click_age, attributed):
+    click(trackers["a"], T0 - click_age, adid=ADID)
+    assert send(app, "install", T0, adid=ADID).device.is_attributed is attributed
+
+
+def test_lookback_window_is_the_apps(app, trackers):
+    app.lookback_days = 1
+    app.save()
+    click(trackers["a"], T0 - timedelta(days=2), adid=ADID)
+    assert not send(app, "install", T0, adid=ADID).device.is_attributed
+
+
+def test_any_shared_identifier_matches_across_id_types(app, trackers):
+    click(trackers["a"], T0 - timedelta(hours=1), idfa=IDFA)
+    device = send(app, "install", T0, idfv=IDFV, idfa=IDFA).device
+    assert device.install_tracker == trackers["a"]
+    click(trackers["b"], T0 - timedelta(hours=1), device_id="user-42")
+    other = send(app, "install", T0, device_id="user-42").device
+    assert other.install_tracker == trackers["b"]
+
+
+def test_no_matching_click_is_organic(app, trackers):
+    click(trackers["a"], T0 - timedelta(hours=1), adid="11111111-1111-1111-1111-111111111111")
+    click(trackers["a_re"], T0 - timedelta(hours=1), adid=ADID)  # reengagement trackers never attribute installs
+    device = send(app, "install", T0, adid=ADID).device
+    assert not device.is_attributed
+    assert device.install_tracker is None and device.network is None
+    assert device.installed_at == T0
+
+
+def test_other_apps_clicks_never_attribute(app, other_app, networks):
+    foreign = factories.make_tracker(other_app, networks[0])
+    click(foreign, T0 - timedelta(hours=1), adid=ADID)
+    assert not send(app, "install", T0, adid=ADID).device.is_attributed
+
+
+def test_reengagement_moves_the_anchor(app, trackers):
+    click(trackers["a"], T0 - timedelta(hours=1), adid=ADID)
+    device = send(app, "install", T0, adid=ADID).device
+    assert device.session_anchor == T0
+    click(trackers["b_re"], T0 + timedelta(days=3), adid=ADID)
+    purchase = send(app, "purchase", T0 + timedelta(days=3, hours=2), adid=ADID)
+    device.refresh_from_db()
+    assert purchase.is_reengagement
+    assert device.reengaged_at == T0 + timedelta(days=3, hours=2)
+    assert device.session_anchor == device.reengaged_at
+    assert (device.reengagement_tracker, device.reengagement_network.slug) == (trackers["b_re"], "net_b")
+    assert device.reengagement_agency is None  # that tracker runs without an agency
+    assert device.install_tracker == trackers["a"]  # the install's attribution is untouched
+    later = send(app, "level_complete", T0 + timedelta(days=4), adid=ADID)
+    assert not later.is_reengagement  # the same click does not reengage twice
+
+
+def test_reengagement_needs_a_click_after_the_install_within_the_window(app, trackers):
+    click(trackers["a_re"], T0 - timedelta(hours=2), adid=ADID)  # before the install
+    send(app, "install", T0, adid=ADID)
+    assert not send(app, "purchase", T0 + timedelta(hours=1), adid=ADID).is_reengagement
+    click(trackers["a_re"], T0 + timedelta(days=1), adid=ADID)
+    assert not send(app, "purchase", T0 + timedelta(days=9), adid=ADID).is_reengagement  # click too old by then
+    click(trackers["a"], T0 + timedelta(days=9, hours=1), adid=ADID)  # acquisition trackers never reengage
+    assert not send(app, "purchase", T0 + timedelta(days=9, hours=2), adid=ADID).is_reengagement
+
+
+def test_events_before_any_install_do_not_reengage(app, trackers):
+    click(trackers["a_re"], T0 - timedelta(hours=2), adid=ADID)
+    assert not send(app, "purchase", T0, adid=ADID).is_reengagement
+
+
+def test_second_install_is_a_reinstall_not_a_new_attribution(app, trackers):
+    click(trackers["a"], T0 - timedelta(hours=1), adid=ADID)
+    first = send(app, "install", T0, adid=ADID)
+    click(trackers["b"], T0 + timedelta(days=2), adid=ADID)
+    second = send(app, "install", T0 + timedelta(days=2, hours=1), adid=ADID)
+    device = Device.objects.get(pk=first.device_id)
+    assert (first.is_reinstall, second.is_reinstall) == (False, True)
+    assert second.device_id == first.device_id
+    assert device.install_count == 2
+    assert device.install_tracker == trackers["a"]
+    assert device.installed_at == T0
+
+
+def test_a_device_is_one_device_however_many_ids_its_events_carry(app):
+    first = send(app, "install", T0, adid=ADID).device
+    second = send(app, "session_begin", T0 + timedelta(hours=1), adid=ADID, android_id="9774d56d682e549c").device
+    third = send(app, "purchase", T0 + timedelta(hours=2), android_id="9774d56d682e549c").device
+    assert first.pk == second.pk == third.pk
+    assert Device.objects.filter(app=app).count() == 1
+    assert set(DeviceIdentifier.objects.filter(device=first).values_list("kind", flat=True)) == {"adid", "android_id"}
+
+
+def test_identifiers_owned_by_another_device_stay_with_it(app):
+    older = send(app, "install", T0, adid=ADID).device
+    newer = send(app, "install", T0, idfv=IDFV).device
+    merged = send(app, "purchase", T0 + timedelta(hours=1), adid=ADID, idfv=IDFV).device
+    assert merged.pk == older.pk != newer.pk
+    assert DeviceIdentifier.objects.get(kind="idfv").device_id == newer.pk
