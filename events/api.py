@@ -20,9 +20,9 @@ from events.serializers import (
     EventSerializer,
     normalize_device_ids,
 )
-from events.services import click_record
+from events.services import EventInput, click_record
 from project import clock
-from project.ingest import event_ingest
+from project.ingest import event_ingest, events_ingest
 
 
 class PayloadTooLarge(APIException):
@@ -97,20 +97,19 @@ class EventBatchView(AppAPIView):
         batch.is_valid(raise_exception=True)
         event_names = app.event_names()
         caller_ip = request.META.get("REMOTE_ADDR")
-        results = []
+        results: list[dict] = []
+        valid: list[tuple[int, EventInput]] = []
         for index, item in enumerate(batch.validated_data["events"]):
             serializer = EventSerializer(data=item, context={"event_names": event_names})
-            if not serializer.is_valid():
+            if serializer.is_valid():
+                valid.append((index, serializer.to_event_input(caller_ip=caller_ip)))
+            else:
                 results.append({"index": index, "status": "rejected", "errors": serializer.errors})
-                continue
-            outcome = event_ingest(app=app, data=serializer.to_event_input(caller_ip=caller_ip))
-            results.append(
-                {
-                    "index": index,
-                    "status": "accepted" if outcome.created else "duplicate",
-                    **accepted_body(outcome.event),
-                }
-            )
+        outcomes = events_ingest(app=app, items=[data for _, data in valid]) if valid else []
+        for (index, _), outcome in zip(valid, outcomes, strict=True):
+            status_name = "accepted" if outcome.created else "duplicate"
+            results.append({"index": index, "status": status_name, **accepted_body(outcome.event)})
+        results.sort(key=lambda result: result["index"])
         return Response({"results": results})
 
 

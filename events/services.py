@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -47,117 +47,236 @@ class EventInput:
     properties: dict = field(default_factory=dict)
 
 
-def device_resolve(*, app: App, device_ids: dict[str, str], seen_at: datetime) -> Device:
-    """The app's device that owns any of these identifiers, created if none does.
+@dataclass(frozen=True)
+class RecordOutcome:
+    event: Event
+    created: bool  # False: the event_id was known, `event` is the first one
 
-    Identifiers the device did not have yet are linked to it; one already owned by another
-    device stays there (the older device keeps its history).
+
+DEVICE_FIELDS_ON_UPDATE = [
+    "installed_at",
+    "install_count",
+    "install_tracker",
+    "install_click",
+    "network",
+    "agency",
+    "campaign_id",
+    "campaign_name",
+    "reengaged_at",
+    "reengagement_tracker",
+    "reengagement_click",
+    "reengagement_network",
+    "reengagement_agency",
+    "last_seen_at",
+]
+
+
+def events_record(*, app: App, items: list[EventInput], received_at: datetime) -> list[RecordOutcome]:
+    """Store events in order, with their devices' attribution; one outcome per item.
+
+    Reads and writes in bulk (a handful of queries for a whole batch); call it inside a
+    transaction. Concurrent writers of the same event or identifier make it raise
+    IntegrityError, and the caller runs it again.
     """
-    match = Q()
-    for kind, value in device_ids.items():
-        match |= Q(kind=kind, value=value)
-    known = list(DeviceIdentifier.objects.filter(match, app=app).select_related("device").order_by("device_id"))
-    device = known[0].device if known else Device.objects.create(app=app, last_seen_at=seen_at)
-    owned = {(identifier.kind, identifier.value) for identifier in known}
-    DeviceIdentifier.objects.bulk_create(
-        [
-            DeviceIdentifier(app=app, device=device, kind=kind, value=value)
-            for kind, value in device_ids.items()
-            if (kind, value) not in owned
-        ]
-    )
-    return device
+    return _EventBatch(app=app, items=items, received_at=received_at).record()
 
 
-def click_for_attribution(
-    *, app: App, device_ids: dict[str, str], kind: str, at: datetime, after: datetime | None = None
-) -> Click | None:
-    """The most recent click on one of the app's `kind` trackers carrying any of these ids,
-    within the app's lookback window before `at` (and after `after`, when given)."""
-    match = Q()
-    for id_kind, value in device_ids.items():
-        match |= Q(**{id_kind: value})
-    earliest = at - timedelta(days=app.lookback_days)
-    if after is not None and after > earliest:
-        earliest = after
-    return (
-        Click.objects.filter(match, app=app, tracker__kind=kind, clicked_at__gte=earliest, clicked_at__lte=at)
-        .select_related("tracker")
-        .order_by("-clicked_at", "-pk")
-        .first()
-    )
+class _EventBatch:
+    def __init__(self, *, app: App, items: list[EventInput], received_at: datetime):
+        self.app = app
+        self.items = items
+        self.received_at = received_at
+        self.owners: dict[tuple[str, str], Device] = {}  # (kind, value) → device
+        self.device_pairs: dict[int, set[tuple[str, str]]] = {}  # id(device) → its (kind, value) pairs
+        self.new_devices: list[Device] = []
+        self.new_identifiers: list[DeviceIdentifier] = []
+        self.changed_devices: dict[int, Device] = {}
+        self.clicks: list[Click] = []
 
+    def record(self) -> list[RecordOutcome]:
+        known_events = {
+            event.event_id: event
+            for event in Event.objects.filter(app=self.app, event_id__in={item.event_id for item in self.items})
+        }
+        self._load_devices()
+        self._load_clicks()
+        outcomes: list[RecordOutcome | None] = []
+        pending: dict[str, Event] = {}
+        for item in self.items:
+            first = known_events.get(item.event_id) or pending.get(item.event_id)
+            if first is not None:
+                outcomes.append(RecordOutcome(event=first, created=False))
+                continue
+            event = self._apply(item)
+            pending[item.event_id] = event
+            outcomes.append(RecordOutcome(event=event, created=True))
+        self._write(list(pending.values()))
+        return outcomes
 
-def event_record(*, app: App, data: EventInput, received_at: datetime) -> Event:
-    """Store one event and update its device's attribution. Call inside a transaction."""
-    device = device_resolve(app=app, device_ids=data.device_ids, seen_at=received_at)
-    is_reinstall = is_reengagement = False
-    if data.name == "install":
-        if device.install_count == 0:
-            _attribute_install(device, data)
+    # reads ----------------------------------------------------------------------------
+    def _load_devices(self) -> None:
+        """The stored devices owning any identifier of the batch, with all their identifiers."""
+        match = _identifier_match(self._batch_values(), field="value")
+        if match is None:
+            return
+        owning = DeviceIdentifier.objects.filter(match, app=self.app).values("device_id")
+        devices: dict[int, Device] = {}
+        for identifier in DeviceIdentifier.objects.filter(app=self.app, device_id__in=owning).select_related("device"):
+            device = devices.setdefault(identifier.device_id, identifier.device)
+            self._link(device, (identifier.kind, identifier.value))
+
+    def _batch_values(self) -> dict[str, set[str]]:
+        values: dict[str, set[str]] = {}
+        for pair in [*(pair for item in self.items for pair in item.device_ids.items()), *self.owners]:
+            values.setdefault(pair[0], set()).add(pair[1])
+        return values
+
+    def _load_clicks(self) -> None:
+        """Every click that could attribute an install or a reengagement of this batch."""
+        installed = any(device.installed_at for device in self.owners.values())
+        if not (installed or any(item.name == "install" for item in self.items)):
+            return
+        match = _identifier_match(self._batch_values(), field=None)
+        if match is None:
+            return
+        earliest = min(item.occurred_at for item in self.items) - timedelta(days=self.app.lookback_days)
+        latest = max(item.occurred_at for item in self.items)
+        self.clicks = list(
+            Click.objects.filter(match, app=self.app, clicked_at__gte=earliest, clicked_at__lte=latest).select_related(
+                "tracker"
+            )
+        )
+
+    # the rules, in memory ---------------------------------------------------------------
+    def _device_for(self, item: EventInput) -> Device:
+        """The device owning any of the item's ids (the oldest if several), else a new one;
+        ids it did not have are linked to it, ids owned by another device stay there."""
+        candidates = [self.owners[pair] for pair in item.device_ids.items() if pair in self.owners]
+        if candidates:
+            # The oldest device wins: stored ones by id, then new ones in the order they appeared.
+            device = min(candidates, key=lambda d: (d.pk is None, d.pk or self.new_devices.index(d)))
         else:
-            is_reinstall = True
-        device.install_count += 1
-    elif device.installed_at is not None:
-        is_reengagement = _maybe_reengage(device, data)
-    if device.last_seen_at is None or data.occurred_at > device.last_seen_at:
-        device.last_seen_at = data.occurred_at
-    device.save()
-    return Event.objects.create(
-        app=app,
-        event_id=data.event_id,
-        name=data.name,
-        device=device,
-        device_ids=data.device_ids,
-        occurred_at=data.occurred_at,
-        received_at=received_at,
-        ip=data.ip,
-        user_agent=data.user_agent,
-        os_version=data.os_version,
-        app_version=data.app_version,
-        country=data.country,
-        revenue=data.revenue,
-        currency=data.currency,
-        value=data.value,
-        properties=data.properties,
-        is_reinstall=is_reinstall,
-        is_reengagement=is_reengagement,
-    )
+            device = Device(app=self.app)
+            self.new_devices.append(device)
+        for pair in item.device_ids.items():
+            if pair not in self.owners:
+                self._link(device, pair)
+                self.new_identifiers.append(DeviceIdentifier(app=self.app, device=device, kind=pair[0], value=pair[1]))
+        if device.pk is not None:
+            self.changed_devices[device.pk] = device
+        return device
+
+    def _link(self, device: Device, pair: tuple[str, str]) -> None:
+        self.owners[pair] = device
+        self.device_pairs.setdefault(id(device), set()).add(pair)
+
+    def _latest_click(
+        self, item: EventInput, device: Device, *, kind: str, after: datetime | None = None
+    ) -> Click | None:
+        """The latest click of `kind` carrying any identifier the device is known by, in the window."""
+        earliest = item.occurred_at - timedelta(days=self.app.lookback_days)
+        if after is not None and after > earliest:
+            earliest = after
+        pairs = self.device_pairs.get(id(device), set())
+        matching = [
+            click
+            for click in self.clicks
+            if click.tracker.kind == kind
+            and earliest <= click.clicked_at <= item.occurred_at
+            and any((id_kind, getattr(click, id_kind)) in pairs for id_kind, _ in pairs)
+        ]
+        return max(matching, key=lambda click: (click.clicked_at, click.pk), default=None)
+
+    def _apply(self, item: EventInput) -> Event:
+        device = self._device_for(item)
+        is_reinstall = is_reengagement = False
+        if item.name == "install":
+            if device.install_count == 0:
+                self._attribute_install(device, item)
+            else:
+                is_reinstall = True
+            device.install_count += 1
+        elif device.installed_at is not None:
+            is_reengagement = self._reengage(device, item)
+        if device.last_seen_at is None or item.occurred_at > device.last_seen_at:
+            device.last_seen_at = item.occurred_at
+        return Event(
+            app=self.app,
+            event_id=item.event_id,
+            name=item.name,
+            device=device,
+            device_ids=item.device_ids,
+            occurred_at=item.occurred_at,
+            received_at=self.received_at,
+            ip=item.ip,
+            user_agent=item.user_agent,
+            os_version=item.os_version,
+            app_version=item.app_version,
+            country=item.country,
+            revenue=item.revenue,
+            currency=item.currency,
+            value=item.value,
+            properties=item.properties,
+            is_reinstall=is_reinstall,
+            is_reengagement=is_reengagement,
+        )
+
+    def _attribute_install(self, device: Device, item: EventInput) -> None:
+        device.installed_at = item.occurred_at
+        click = self._latest_click(item, device, kind=Tracker.Kind.ACQUISITION)
+        if click is None:
+            return  # organic
+        tracker = click.tracker
+        device.install_click = click
+        device.install_tracker = tracker
+        device.network_id = tracker.network_id
+        device.agency_id = tracker.agency_id
+        device.campaign_id = tracker.campaign_id
+        device.campaign_name = tracker.campaign_name
+
+    def _reengage(self, device: Device, item: EventInput) -> bool:
+        # Only a click after the current anchor counts: an older one was already used (or lost).
+        click = self._latest_click(item, device, kind=Tracker.Kind.REENGAGEMENT, after=device.session_anchor)
+        if click is None or click.pk == device.reengagement_click_id:
+            return False
+        device.reengaged_at = item.occurred_at
+        device.reengagement_click = click
+        device.reengagement_tracker = click.tracker
+        device.reengagement_network_id = click.tracker.network_id
+        device.reengagement_agency_id = click.tracker.agency_id
+        return True
+
+    # writes ---------------------------------------------------------------------------
+    def _write(self, events: list[Event]) -> None:
+        if self.new_devices:
+            _bulk_create_with_ids(Device, self.new_devices)
+        if self.new_identifiers:
+            DeviceIdentifier.objects.bulk_create(self.new_identifiers)
+        if self.changed_devices:
+            Device.objects.bulk_update(list(self.changed_devices.values()), DEVICE_FIELDS_ON_UPDATE)
+        if events:
+            _bulk_create_with_ids(Event, events)
 
 
-def _attribute_install(device: Device, data: EventInput) -> None:
-    device.installed_at = data.occurred_at
-    click = click_for_attribution(
-        app=device.app, device_ids=data.device_ids, kind=Tracker.Kind.ACQUISITION, at=data.occurred_at
-    )
-    if click is None:
-        return  # organic
-    tracker = click.tracker
-    device.install_click = click
-    device.install_tracker = tracker
-    device.network_id = tracker.network_id
-    device.agency_id = tracker.agency_id
-    device.campaign_id = tracker.campaign_id
-    device.campaign_name = tracker.campaign_name
+def _identifier_match(values_by_kind: dict[str, set[str]], *, field: str | None) -> Q | None:
+    """One condition per identifier kind (not per value: SQLite limits expression depth).
+
+    field="value" matches DeviceIdentifier rows; field=None matches the per-kind columns of Click.
+    """
+    match = None
+    for kind, values in values_by_kind.items():
+        condition = Q(kind=kind, value__in=values) if field == "value" else Q(**{f"{kind}__in": values})
+        match = condition if match is None else match | condition
+    return match
 
 
-def _maybe_reengage(device: Device, data: EventInput) -> bool:
-    # Only a click after the current anchor counts: an older one was already used (or lost).
-    click = click_for_attribution(
-        app=device.app,
-        device_ids=data.device_ids,
-        kind=Tracker.Kind.REENGAGEMENT,
-        at=data.occurred_at,
-        after=device.session_anchor,
-    )
-    if click is None or (device.reengagement_click_id == click.pk):
-        return False
-    device.reengaged_at = data.occurred_at
-    device.reengagement_click = click
-    device.reengagement_tracker = click.tracker
-    device.reengagement_network_id = click.tracker.network_id
-    device.reengagement_agency_id = click.tracker.agency_id
-    return True
+def _bulk_create_with_ids(model, objects: list) -> None:
+    """bulk_create that leaves every object with its primary key (needed for the rows that point to it)."""
+    if connection.features.can_return_rows_from_bulk_insert:
+        model.objects.bulk_create(objects)
+    else:  # pragma: no cover - old SQLite without RETURNING
+        for instance in objects:
+            instance.save(force_insert=True)
 
 
 def click_record(

@@ -1,45 +1,41 @@
 """Ingestion: the one place that knows both events and postbacks.
 
-One database transaction stores the event, updates attribution and stores the deliveries
-the event produces; if any part fails, nothing of the event remains.
+One database transaction stores the events, updates attribution and stores the deliveries
+the events produce; if any part fails, nothing of it remains.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django.db import IntegrityError, transaction
 
-from events.models import App, Event
-from events.services import EventInput, event_record
+from events.models import App
+from events.services import EventInput, RecordOutcome, events_record
 from postbacks.services import deliveries_for_event
 from project import clock
 
-# Concurrent first events of one new device race to create its identifiers; the loser's
-# transaction is rolled back whole and simply run again.
+# Concurrent requests carrying the same new event_id or device identifier race to insert
+# it; the loser's transaction is rolled back whole and run again, and then sees the winner's.
 ATTEMPTS = 3
 
 
-@dataclass(frozen=True)
-class IngestResult:
-    event: Event
-    created: bool
-
-
-def event_ingest(*, app: App, data: EventInput) -> IngestResult:
+def events_ingest(*, app: App, items: list[EventInput]) -> list[RecordOutcome]:
+    """Store events (in order) and their deliveries; one outcome per item."""
     for attempt in range(ATTEMPTS):
-        existing = Event.objects.filter(app=app, event_id=data.event_id).first()
-        if existing is not None:
-            return IngestResult(event=existing, created=False)
         try:
             with transaction.atomic():
-                event = event_record(app=app, data=data, received_at=clock.now())
-                deliveries = deliveries_for_event(event=event)
-                if deliveries:
-                    event.postbacks_scheduled = len(deliveries)
-                    event.save(update_fields=["postbacks_scheduled"])
-            return IngestResult(event=event, created=True)
+                outcomes = events_record(app=app, items=items, received_at=clock.now())
+                for outcome in outcomes:
+                    if outcome.created:
+                        deliveries = deliveries_for_event(event=outcome.event)
+                        if deliveries:
+                            outcome.event.postbacks_scheduled = len(deliveries)
+                            outcome.event.save(update_fields=["postbacks_scheduled"])
+            return outcomes
         except IntegrityError:
             if attempt == ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def event_ingest(*, app: App, data: EventInput) -> RecordOutcome:
+    return events_ingest(app=app, items=[data])[0]

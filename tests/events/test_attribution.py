@@ -168,3 +168,31 @@ def test_identifiers_owned_by_another_device_stay_with_it(app):
     merged = send(app, "purchase", T0 + timedelta(hours=1), adid=ADID, idfv=IDFV).device
     assert merged.pk == older.pk != newer.pk
     assert DeviceIdentifier.objects.get(kind="idfv").device_id == newer.pk
+
+
+def test_one_batch_follows_the_same_rules_in_order(app, trackers):
+    from project.ingest import events_ingest
+
+    click(trackers["a"], T0 - timedelta(hours=1), adid=ADID)
+    click(trackers["b_re"], T0 + timedelta(days=2), adid=ADID)
+    items = [
+        EventInput(event_id="i1", name="install", device_ids={"adid": ADID}, occurred_at=T0),
+        EventInput(event_id="s1", name="session_begin", device_ids={"adid": ADID, "idfv": IDFV}, occurred_at=T0),
+        EventInput(
+            event_id="p1", name="purchase", device_ids={"idfv": IDFV}, occurred_at=T0 + timedelta(days=2, hours=1)
+        ),
+        EventInput(event_id="i1", name="install", device_ids={"adid": ADID}, occurred_at=T0),  # repeated in the batch
+        EventInput(event_id="i2", name="install", device_ids={"idfv": IDFV}, occurred_at=T0 + timedelta(days=3)),
+        EventInput(event_id="o1", name="install", device_ids={"device_id": "organic"}, occurred_at=T0),
+    ]
+    outcomes = events_ingest(app=app, items=items)
+    assert [outcome.created for outcome in outcomes] == [True, True, True, False, True, True]
+    assert outcomes[3].event.pk == outcomes[0].event.pk
+    device = Device.objects.get(pk=outcomes[0].event.device_id)
+    assert {outcome.event.device_id for outcome in outcomes[:5]} == {device.pk}
+    assert device.install_tracker == trackers["a"]
+    assert device.reengagement_tracker == trackers["b_re"]
+    assert outcomes[2].event.is_reengagement
+    assert outcomes[4].event.is_reinstall and device.install_count == 2
+    assert not Device.objects.get(pk=outcomes[5].event.device_id).is_attributed
+    assert Device.objects.filter(app=app).count() == 2
