@@ -214,7 +214,6 @@ class DeviceAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
         "agency",
         "campaign_name",
         "reengaged_at",
-        "last_seen_at",
     ]
     list_filter = [("app", admin.RelatedOnlyFieldListFilter), "network", "install_count"]
     search_fields = ["=identifiers__value", "campaign_id", "campaign_name"]

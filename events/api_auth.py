@@ -9,7 +9,8 @@ from django.core.cache import cache
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, throttling
 
-from events.models import App, hash_api_key
+from events.app_cache import app_for_key
+from events.models import App
 
 INVALID_KEY = "Missing or invalid API key."
 
@@ -33,7 +34,7 @@ class AppKeyAuthentication(authentication.BaseAuthentication):
         key = key.strip()
         if scheme != self.keyword or not key or len(key) > 200:
             raise exceptions.AuthenticationFailed(INVALID_KEY)
-        app = App.objects.filter(api_key_hash=hash_api_key(key), is_active=True).select_related("account").first()
+        app = app_for_key(key)
         if app is None:  # unknown and inactive keys answer alike: no hint whether an app exists
             raise exceptions.AuthenticationFailed(INVALID_KEY)
         return AppPrincipal(app), app

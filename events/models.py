@@ -242,7 +242,6 @@ class Device(AccountScoped):
     )
     reengagement_agency = models.ForeignKey(Partner, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
-    last_seen_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

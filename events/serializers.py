@@ -161,22 +161,26 @@ class EventSerializer(serializers.Serializer):
         return attrs
 
     def to_event_input(self, *, caller_ip: str | None) -> EventInput:
-        data = self.validated_data
-        return EventInput(
-            event_id=data["event_id"],
-            name=data["event"],
-            device_ids=data["device"],
-            occurred_at=data["timestamp"],
-            ip=data.get("ip") or caller_ip,
-            user_agent=data.get("user_agent", ""),
-            os_version=data.get("os_version", ""),
-            app_version=data.get("app_version", ""),
-            country=data.get("country", ""),
-            revenue=data.get("revenue"),
-            currency=data.get("currency", ""),
-            value=data.get("value", ""),
-            properties=data.get("properties") or {},
-        )
+        return event_input_from(self.validated_data, caller_ip=caller_ip)
+
+
+def event_input_from(data: dict, *, caller_ip: str | None) -> EventInput:
+    """An EventInput from EventSerializer's validated data."""
+    return EventInput(
+        event_id=data["event_id"],
+        name=data["event"],
+        device_ids=data["device"],
+        occurred_at=data["timestamp"],
+        ip=data.get("ip") or caller_ip,
+        user_agent=data.get("user_agent", ""),
+        os_version=data.get("os_version", ""),
+        app_version=data.get("app_version", ""),
+        country=data.get("country", ""),
+        revenue=data.get("revenue"),
+        currency=data.get("currency", ""),
+        value=data.get("value", ""),
+        properties=data.get("properties") or {},
+    )
 
 
 class EventAcceptedSerializer(serializers.Serializer):

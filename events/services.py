@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
+from events.app_cache import app_profile
 from events.models import App, Click, Device, DeviceIdentifier, Event, Tracker, new_api_key
 
 
@@ -53,51 +55,60 @@ class RecordOutcome:
     created: bool  # False: the event_id was known, `event` is the first one
 
 
-DEVICE_FIELDS_ON_UPDATE = [
+INSTALL_FIELDS = [
     "installed_at",
-    "install_count",
     "install_tracker",
     "install_click",
     "network",
     "agency",
     "campaign_id",
     "campaign_name",
+]
+REENGAGEMENT_FIELDS = [
     "reengaged_at",
     "reengagement_tracker",
     "reengagement_click",
     "reengagement_network",
     "reengagement_agency",
-    "last_seen_at",
 ]
 
 
-def events_record(*, app: App, items: list[EventInput], received_at: datetime) -> list[RecordOutcome]:
+def events_record(
+    *, app: App, items: list[EventInput], received_at: datetime, check_known: bool = True
+) -> list[RecordOutcome]:
     """Store events in order, with their devices' attribution; one outcome per item.
 
     Reads and writes in bulk (a handful of queries for a whole batch); call it inside a
     transaction. Concurrent writers of the same event or identifier make it raise
-    IntegrityError, and the caller runs it again.
+    IntegrityError, and the caller runs it again. With check_known=False the lookup of
+    already-stored event_ids is skipped: a duplicate then raises IntegrityError too.
     """
-    return _EventBatch(app=app, items=items, received_at=received_at).record()
+    return _EventBatch(app=app, items=items, received_at=received_at, check_known=check_known).record()
 
 
 class _EventBatch:
-    def __init__(self, *, app: App, items: list[EventInput], received_at: datetime):
+    def __init__(self, *, app: App, items: list[EventInput], received_at: datetime, check_known: bool):
         self.app = app
+        self.check_known = check_known
         self.items = items
         self.received_at = received_at
         self.owners: dict[tuple[str, str], Device] = {}  # (kind, value) → device
         self.device_pairs: dict[int, set[tuple[str, str]]] = {}  # id(device) → its (kind, value) pairs
+        self.devices_by_pk: dict[int, Device] = {}
         self.new_devices: list[Device] = []
         self.new_identifiers: list[DeviceIdentifier] = []
-        self.changed_devices: dict[int, Device] = {}
+        # Stored devices this batch changes: pk → the fields to write, and reinstall counts.
+        self.changed_fields: dict[int, set[str]] = {}
+        self.installs: Counter[int] = Counter()
         self.clicks: list[Click] = []
 
     def record(self) -> list[RecordOutcome]:
-        known_events = {
-            event.event_id: event
-            for event in Event.objects.filter(app=self.app, event_id__in={item.event_id for item in self.items})
-        }
+        known_events = {}
+        if self.check_known:
+            known_events = {
+                event.event_id: event
+                for event in Event.objects.filter(app=self.app, event_id__in={item.event_id for item in self.items})
+            }
         self._load_devices()
         self._load_clicks()
         outcomes: list[RecordOutcome | None] = []
@@ -115,15 +126,22 @@ class _EventBatch:
 
     # reads ----------------------------------------------------------------------------
     def _load_devices(self) -> None:
-        """The stored devices owning any identifier of the batch, with all their identifiers."""
+        """The stored devices owning any identifier of the batch."""
         match = _identifier_match(self._batch_values(), field="value")
-        if match is None:
-            return
-        owning = DeviceIdentifier.objects.filter(match, app=self.app).values("device_id")
-        devices: dict[int, Device] = {}
-        for identifier in DeviceIdentifier.objects.filter(app=self.app, device_id__in=owning).select_related("device"):
-            device = devices.setdefault(identifier.device_id, identifier.device)
-            self._link(device, (identifier.kind, identifier.value))
+        if match is not None:
+            for identifier in DeviceIdentifier.objects.filter(match, app=self.app).select_related("device"):
+                self._link(self._known_device(identifier), (identifier.kind, identifier.value))
+
+    def _known_device(self, identifier: DeviceIdentifier) -> Device:
+        # One Device object per row, however many of its identifiers the batch carries.
+        return self.devices_by_pk.setdefault(identifier.device_id, identifier.device)
+
+    def _load_other_identifiers(self) -> None:
+        """Click matching needs every identifier of a device, not only those this batch carries."""
+        if self.devices_by_pk:
+            others = DeviceIdentifier.objects.filter(app=self.app, device_id__in=list(self.devices_by_pk))
+            for kind, value, device_id in others.values_list("kind", "value", "device_id"):
+                self._link(self.devices_by_pk[device_id], (kind, value))
 
     def _batch_values(self) -> dict[str, set[str]]:
         values: dict[str, set[str]] = {}
@@ -133,9 +151,13 @@ class _EventBatch:
 
     def _load_clicks(self) -> None:
         """Every click that could attribute an install or a reengagement of this batch."""
-        installed = any(device.installed_at for device in self.owners.values())
-        if not (installed or any(item.name == "install" for item in self.items)):
+        installs = any(item.name == "install" for item in self.items)
+        reengagements = app_profile(self.app).has_reengagement_trackers and any(
+            device.installed_at for device in self.owners.values()
+        )
+        if not (installs or reengagements):
             return
+        self._load_other_identifiers()
         match = _identifier_match(self._batch_values(), field=None)
         if match is None:
             return
@@ -162,8 +184,6 @@ class _EventBatch:
             if pair not in self.owners:
                 self._link(device, pair)
                 self.new_identifiers.append(DeviceIdentifier(app=self.app, device=device, kind=pair[0], value=pair[1]))
-        if device.pk is not None:
-            self.changed_devices[device.pk] = device
         return device
 
     def _link(self, device: Device, pair: tuple[str, str]) -> None:
@@ -190,16 +210,21 @@ class _EventBatch:
     def _apply(self, item: EventInput) -> Event:
         device = self._device_for(item)
         is_reinstall = is_reengagement = False
+        changed: list[str] = []
         if item.name == "install":
             if device.install_count == 0:
                 self._attribute_install(device, item)
+                changed = INSTALL_FIELDS
             else:
                 is_reinstall = True
             device.install_count += 1
+            if device.pk is not None:
+                self.installs[device.pk] += 1
         elif device.installed_at is not None:
             is_reengagement = self._reengage(device, item)
-        if device.last_seen_at is None or item.occurred_at > device.last_seen_at:
-            device.last_seen_at = item.occurred_at
+            changed = REENGAGEMENT_FIELDS if is_reengagement else []
+        if device.pk is not None and changed:
+            self.changed_fields.setdefault(device.pk, set()).update(changed)
         return Event(
             app=self.app,
             event_id=item.event_id,
@@ -252,8 +277,17 @@ class _EventBatch:
             _bulk_create_with_ids(Device, self.new_devices)
         if self.new_identifiers:
             DeviceIdentifier.objects.bulk_create(self.new_identifiers)
-        if self.changed_devices:
-            Device.objects.bulk_update(list(self.changed_devices.values()), DEVICE_FIELDS_ON_UPDATE)
+        for pk, fields in self.changed_fields.items():  # first installs and reengagements: rare
+            device = self.devices_by_pk[pk]
+            values = {field: getattr(device, Device._meta.get_field(field).attname) for field in fields}
+            if pk in self.installs:
+                values["install_count"] = F("install_count") + self.installs.pop(pk)
+            Device.objects.filter(pk=pk).update(**values)
+        by_count: dict[int, list[int]] = {}
+        for pk, count in self.installs.items():
+            by_count.setdefault(count, []).append(pk)
+        for count, pks in by_count.items():  # reinstalls only move a counter
+            Device.objects.filter(pk__in=pks).update(install_count=F("install_count") + count)
         if events:
             _bulk_create_with_ids(Event, events)
 

@@ -60,8 +60,14 @@ def database_from_url(url: str, *, base_dir: Path) -> dict:
     and sqlite:///relative/path.sqlite3 or sqlite:////absolute/path.sqlite3.
     """
     parts = urlsplit(url)
-    options = dict(parse_qsl(parts.query))
+    options: dict[str, object] = dict(parse_qsl(parts.query))
     if parts.scheme in ("postgres", "postgresql"):
+        # Server-side binding lets psycopg prepare statements a connection repeats (after 5
+        # uses), so the hot queries of ingestion are planned once, not on every request.
+        binding = str(options.pop("server_side_binding", "true")).lower()
+        if binding not in ("true", "false"):
+            raise ImproperlyConfigured("DATABASE_URL option server_side_binding must be true or false.")
+        options["server_side_binding"] = binding == "true"
         name = unquote(parts.path.lstrip("/"))
         if not name:
             raise ImproperlyConfigured(f"DATABASE_URL={_redact(url)!r} names no database: add /<name> after the host.")

@@ -23,7 +23,10 @@ def events_ingest(*, app: App, items: list[EventInput]) -> list[RecordOutcome]:
     for attempt in range(ATTEMPTS):
         try:
             with transaction.atomic():
-                outcomes = events_record(app=app, items=items, received_at=clock.now())
+                # A lone event is usually new: skip the duplicate lookup and let the unique
+                # constraint catch a repeat (IntegrityError), then look it up on the retry.
+                check_known = attempt > 0 or len(items) > 1
+                outcomes = events_record(app=app, items=items, received_at=clock.now(), check_known=check_known)
                 for outcome in outcomes:
                     if outcome.created:
                         deliveries = deliveries_for_event(event=outcome.event)

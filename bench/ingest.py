@@ -1,0 +1,234 @@
+"""Benchmark of the events API under gunicorn on PostgreSQL, beside a bare-Django baseline.
+
+    .venv/bin/python bench/ingest.py [--seconds 10] [--clients 4] [--rounds 3]
+
+Starts gunicorn (2 sync workers) on a scratch PostgreSQL database, then alternates rounds
+of load on two endpoints with the same realistic JSON body:
+  baseline      a bare Django view that parses the body and does one INSERT
+  events API    POST /api/v1/events (auth, validation, device, attribution, event)
+and finally POST /api/v1/events/batch with 1,000 events a request. It prints requests/s,
+latencies and the ratio to the baseline (target: at least 70 %; batch: 5,000 events/s).
+Everything runs on this machine: client processes share its cores with the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def scratch_database(server_url: str, name: str) -> str:
+    parts = urlsplit(server_url)
+    admin = psycopg.connect(
+        host=parts.hostname, port=parts.port or 5432, user=parts.username, dbname="postgres", autocommit=True
+    )
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+    return parts._replace(path=f"/{name}").geturl()
+
+
+def django_env(database_url: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+    env.update(
+        DJANGO_SETTINGS_MODULE="bench.settings",
+        DATABASE_URL=database_url,
+        SECRET_KEY="bench-only",
+        ALLOWED_HOSTS="127.0.0.1",
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+SETUP = """
+from django.db import connection
+from events.models import Account, App, CustomEvent
+from events.services import app_issue_api_key
+account = Account.objects.create(name="Bench")
+app = App.objects.create(account=account, name="Bench", platform="android", package_name="com.bench.app")
+CustomEvent.objects.create(app=app, name="purchase")
+with connection.cursor() as cursor:
+    cursor.execute("CREATE TABLE bench_baseline (id bigserial primary key, event_id text, body text)")
+print(app_issue_api_key(app=app))
+"""
+
+
+def body_for(rng: random.Random, worker: int, sequence: int, devices: list[str]) -> dict:
+    """One in ten events installs a new device; the rest are sessions and purchases of known ones."""
+    if not devices or rng.random() < 0.1:
+        adid = str(uuid.UUID(int=rng.getrandbits(128)))
+        devices.append(adid)
+        name = "install"
+    else:
+        adid = rng.choice(devices)
+        name = rng.choice(["session_begin", "purchase"])
+    body = {
+        "event_id": f"w{worker}-{sequence}-{rng.getrandbits(32)}",
+        "event": name,
+        "device": {"adid": adid, "android_id": adid.replace("-", "")[:16]},
+        "ip": "203.0.113.7",
+        "user_agent": "Dalvik/2.1.0 (Linux; U; Android 14; Pixel 8 Build/UQ1A.240205.004)",
+        "os_version": "14",
+        "app_version": "3.2.1",
+        "country": "US",
+        "properties": {"screen": "shop", "ab_group": "b"},
+    }
+    if name == "purchase":
+        body.update(revenue="4.99", currency="USD", value="sku-42")
+    return body
+
+
+def load(args: tuple) -> tuple[int, list[float], int]:
+    """One client process: requests for `seconds`, a new connection each (sync workers close it)."""
+    port, path, key, seconds, worker, batch_size = args
+    rng = random.Random(worker * 7919 + int(time.time()))
+    devices: list[str] = []
+    latencies: list[float] = []
+    errors = sequence = 0
+    prepared: list[str] = []
+    if batch_size:  # build the batches before the clock starts: the client shares the server's cores
+        for _ in range(int(seconds * 4) + 2):
+            prepared.append(
+                json.dumps({"events": [body_for(rng, worker, sequence + i, devices) for i in range(batch_size)]})
+            )
+            sequence += batch_size
+    deadline = time.monotonic() + seconds
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    while time.monotonic() < deadline and (prepared or not batch_size):
+        if batch_size:
+            data = prepared.pop()
+        else:
+            data = json.dumps(body_for(rng, worker, sequence, devices))
+            sequence += 1
+        started = time.perf_counter()
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            connection.request("POST", path, data, headers)
+            response = connection.getresponse()
+            response.read()
+            if response.status not in (200, 202):
+                errors += 1
+        except OSError:
+            errors += 1
+        finally:
+            connection.close()
+        latencies.append(time.perf_counter() - started)
+    return len(latencies), latencies, errors
+
+
+def run_round(pool, port: int, path: str, key: str, seconds: float, clients: int, batch_size: int = 0) -> dict:
+    started = time.monotonic()
+    results = pool.map(load, [(port, path, key, seconds, worker, batch_size) for worker in range(clients)])
+    elapsed = time.monotonic() - started
+    latencies = sorted(latency for _, worker_latencies, _ in results for latency in worker_latencies)
+    requests = sum(count for count, _, _ in results)
+    return {
+        "rate": requests / elapsed,
+        "p50": latencies[len(latencies) // 2] * 1000,
+        "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        "errors": sum(errors for _, _, errors in results),
+        "requests": requests,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--server", default=os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/"))
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    args = parser.parse_args()
+
+    database_url = scratch_database(args.server, "postbacks_bench")
+    env = django_env(database_url)
+    subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    key = subprocess.run(
+        [PYTHON, "manage.py", "shell", "-c", SETUP], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    ).stdout.split()[-1]
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "project.wsgi",
+            "-w",
+            str(args.workers),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        with multiprocessing.Pool(args.clients) as pool:
+            run_round(pool, port, "/bench/baseline", key, 2, args.clients)  # warm-up
+            run_round(pool, port, "/api/v1/events", key, 2, args.clients)
+            rounds: dict[str, list[dict]] = {"baseline": [], "events": []}
+            for _ in range(args.rounds):  # alternate, so drift on a shared machine hits both alike
+                rounds["baseline"].append(run_round(pool, port, "/bench/baseline", key, args.seconds, args.clients))
+                rounds["events"].append(run_round(pool, port, "/api/v1/events", key, args.seconds, args.clients))
+            batch = run_round(pool, port, "/api/v1/events/batch", key, args.seconds, 2, batch_size=1000)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+    def median(name: str, field: str) -> float:
+        return statistics.median(result[field] for result in rounds[name])
+
+    baseline, events = median("baseline", "rate"), median("events", "rate")
+    errors = sum(result["errors"] for results in rounds.values() for result in results) + batch["errors"]
+    print(
+        f"gunicorn {args.workers} sync workers, PostgreSQL, {args.clients} client processes, "
+        f"{args.rounds} alternating rounds of {args.seconds:g} s, median shown; {os.cpu_count()} cores"
+    )
+    print(f"{'endpoint':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    for label, name, rate in (
+        ("baseline: bare view, one INSERT", "baseline", baseline),
+        ("POST /api/v1/events", "events", events),
+    ):
+        print(f"{label:34} {rate:8.0f} {median(name, 'p50'):8.1f} {median(name, 'p99'):8.1f}")
+    print(f"events API / baseline: {events / baseline:.0%} (target: at least 70 %)")
+    print(
+        f"POST /api/v1/events/batch: {batch['rate'] * 1000:.0f} events/s "
+        f"({batch['requests']} requests of 1,000, p50 {batch['p50']:.0f} ms; target: at least 5,000 events/s)"
+    )
+    print(f"errors: {errors}")
+
+
+if __name__ == "__main__":
+    main()
