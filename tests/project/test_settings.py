@@ -102,7 +102,11 @@ def test_database_url_parsing(tmp_path):
     assert parsed["PASSWORD"] == "p@ss"
     assert parsed["HOST"] == "db.internal"
     assert parsed["PORT"] == "6543"
-    assert parsed["OPTIONS"] == {"sslmode": "require"}
+    assert parsed["OPTIONS"] == {"sslmode": "require", "server_side_binding": True}
+    off = database_from_url("postgres://u@h/db?server_side_binding=false", base_dir=tmp_path)
+    assert off["OPTIONS"] == {"server_side_binding": False}
+    with pytest.raises(ImproperlyConfigured, match="server_side_binding must be true or false"):
+        database_from_url("postgres://u@h/db?server_side_binding=maybe", base_dir=tmp_path)
     assert database_from_url("sqlite:///data/x.sqlite3", base_dir=tmp_path)["NAME"] == str(tmp_path / "data/x.sqlite3")
     assert database_from_url("sqlite:////tmp/x.sqlite3", base_dir=tmp_path)["NAME"] == "/tmp/x.sqlite3"
 
