@@ -20,7 +20,7 @@ def app_issue_api_key(*, app: App, key: str | None = None) -> str:
     """Give the app a new API key (random unless one is imported) and return it.
 
     Only its hash is stored, so the returned key is the one chance to show it; the old key
-    stops working at once.
+    stops working (at once in this process, within 5 s in others: events/app_cache.py).
     """
     key = key or new_api_key()
     app.set_api_key(key)
