@@ -265,3 +265,19 @@ def test_two_identical_requests_at_the_same_moment_store_one_event(app):
         assert sorted(codes) == [200, 202], codes
         assert Event.objects.filter(event_id=f"same-{round_number}").count() == 1
     assert Device.objects.filter(app=app).count() == 1
+
+
+def test_rotating_or_deactivating_a_key_takes_effect_at_once_in_this_process(client, key, app):
+    assert post(client, key, event(event_id="a")).status_code == 202  # the app is now cached
+    new_key = app_issue_api_key(app=app)
+    assert post(client, key, event(event_id="b")).status_code == 401
+    assert post(client, new_key, event(event_id="b")).status_code == 202
+    app.is_active = False
+    app.save()
+    assert post(client, new_key, event(event_id="c")).status_code == 401
+
+
+def test_a_newly_declared_custom_event_is_accepted_at_once(client, key, app):
+    assert post(client, key, event(event="tutorial_done")).status_code == 400
+    app.custom_events.create(name="tutorial_done")
+    assert post(client, key, event(event="tutorial_done")).status_code == 202
