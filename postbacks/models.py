@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from events.models import AccountScoped, App
+from events.models import AccountScoped, App, Device, Event
 from partners.macros import MACRO_NAMES, template_problems
 from partners.models import Partner
 from postbacks.destinations import destination_problem
@@ -108,6 +110,12 @@ class PostbackConfiguration(AccountScoped):
     method = models.CharField(max_length=8, choices=Method.choices, default=Method.GET)
     macros = models.JSONField(
         default=list, blank=True, help_text="Custom: macros appended to the destination URL as query parameters."
+    )
+    signing_secret = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Custom, optional: whsec_ followed by base64. Requests then carry a Standard Webhooks "
+        "signature (HMAC-SHA256 over id.timestamp.body) for the receiver to verify.",
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     match_event = models.CharField(
@@ -220,3 +228,97 @@ class PostbackConfiguration(AccountScoped):
                 refuse("macros", f"Unknown macro {', '.join(unknown)}; see docs/macros.md for the list.")
             if len(set(self.macros)) != len(self.macros):
                 refuse("macros", "A macro is selected twice.")
+
+
+class Delivery(AccountScoped):
+    """One postback an event produced for one configuration: the outbox row and its log.
+
+    The database is the source of truth: workers claim due rows with a lease; a lost task or
+    a killed worker only delays a delivery until its lease runs out.
+    """
+
+    account_path = "app__account"
+
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        SENDING = "sending", "Sending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    delivery_id = models.UUIDField(
+        unique=True, default=uuid.uuid4, editable=False, help_text="Sent on every attempt; receivers deduplicate by it."
+    )
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="deliveries")
+    configuration = models.ForeignKey(PostbackConfiguration, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
+    skip_reason = models.CharField(max_length=300, blank=True)
+    # SessionBegin: which 24-hour period after the anchor this delivery uses (one per period).
+    session_period = models.PositiveIntegerField(null=True, blank=True)
+    method = models.CharField(max_length=8, blank=True)
+    url = models.TextField(blank=True)
+    headers = models.JSONField(default=dict, blank=True)
+    body = models.TextField(blank=True)
+    max_attempts = models.PositiveSmallIntegerField(default=1, help_text="1 + the configuration's retry attempts.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    due_at = models.DateTimeField(null=True, blank=True, help_text="When the next attempt is due.")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "deliveries"
+        indexes = [
+            models.Index(
+                fields=["due_at"],
+                name="delivery_due_idx",
+                condition=models.Q(status__in=["scheduled", "sending"]),
+            ),
+            models.Index(fields=["configuration", "status", "created_at"], name="delivery_config_status_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["configuration", "device", "session_period"],
+                condition=models.Q(session_period__isnull=False),
+                name="delivery_one_per_session_period",
+            ),
+            models.UniqueConstraint(fields=["configuration", "event"], name="delivery_one_per_event"),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.delivery_id)
+
+
+class Attempt(models.Model):
+    """One HTTP exchange of a delivery: what was sent and what came back."""
+
+    class Outcome(models.TextChoices):
+        DELIVERED = "delivered", "Delivered"
+        RETRY = "retry", "Failed, will retry"
+        FAILED = "failed", "Failed permanently"
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveSmallIntegerField()
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField()
+    method = models.CharField(max_length=8)
+    url = models.TextField()
+    request_headers = models.JSONField(default=dict)
+    request_body = models.TextField(blank=True)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_headers = models.JSONField(default=dict, blank=True)
+    response_body = models.TextField(blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+
+    class Meta:
+        ordering = ["delivery", "number"]
+        constraints = [models.UniqueConstraint(fields=["delivery", "number"], name="attempt_unique_number")]
+
+    def __str__(self) -> str:
+        return f"Attempt {self.number} of {self.delivery_id}"

@@ -1,14 +1,242 @@
-"""Writes of the postbacks app."""
+"""Which postbacks events produce (called inside the ingest transaction), and their values."""
 
 from __future__ import annotations
 
-from events.models import Event
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+
+from events.models import App, Click, Device, Event, Tracker
+from partners.models import Partner
+from postbacks.models import Delivery, PostbackConfiguration
+from postbacks.rendering import RenderError, render_postback
+
+SESSION_PERIOD = timedelta(hours=24)
 
 
-def deliveries_for_event(*, event: Event) -> list:
-    """The deliveries an accepted event produces. Called inside the ingest transaction, so an
-    event and its deliveries are stored together or not at all.
+@dataclass(frozen=True)
+class Attribution:
+    """The conversion an event is credited to: the install's, or the latest reengagement's."""
 
-    The delivery engine (issue #4) fills this in; until then an event schedules nothing.
-    """
-    return []
+    kind: str  # "install" or "reengagement"
+    network: Partner | None
+    agency: Partner | None
+    tracker: Tracker | None
+    click: Click | None
+    campaign_id: str
+    campaign_name: str
+
+
+def deliveries_for_events(*, app: App, events: list[Event]) -> dict[int, int]:
+    """Store a Delivery for every configuration of the app that listens to each event:
+    scheduled (with the exact request), or skipped with the reason. Returns event pk →
+    number scheduled. Call inside the transaction that stored the events."""
+    configurations = list(
+        PostbackConfiguration.objects.filter(app=app).select_related("app", "partner_configuration__partner")
+    )
+    if not configurations or not events:
+        return {}
+    context = _Context(app=app, events=events)
+    deliveries: list[Delivery] = []
+    scheduled: dict[int, int] = {}
+    for event in events:
+        for configuration in configurations:
+            if configuration.fires_on != event.name:
+                continue
+            delivery = context.delivery_for(configuration, event)
+            deliveries.append(delivery)
+            if delivery.status == Delivery.Status.SCHEDULED:
+                scheduled[event.pk] = scheduled.get(event.pk, 0) + 1
+    Delivery.objects.bulk_create(deliveries)
+    return scheduled
+
+
+class _Context:
+    """What the rules need about a batch of events, loaded in a few queries."""
+
+    def __init__(self, *, app: App, events: list[Event]):
+        self.app = app
+        self.partners = {partner.pk: partner for partner in Partner.objects.all()}
+        devices = {event.device_id: event.device for event in events}
+        self.devices = devices
+        tracker_ids = {
+            pk for d in devices.values() for pk in (d.install_tracker_id, d.reengagement_tracker_id) if pk is not None
+        }
+        click_ids = {
+            pk for d in devices.values() for pk in (d.install_click_id, d.reengagement_click_id) if pk is not None
+        }
+        self.trackers = Tracker.objects.in_bulk(tracker_ids) if tracker_ids else {}
+        self.clicks = Click.objects.in_bulk(click_ids) if click_ids else {}
+        sessions = [event for event in events if event.name == "session_begin"]
+        self.used_periods: set[tuple[int, int, int]] = set()
+        if sessions:
+            self.used_periods = set(
+                Delivery.objects.filter(
+                    app=app, device_id__in={event.device_id for event in sessions}, session_period__isnull=False
+                ).values_list("configuration_id", "device_id", "session_period")
+            )
+
+    def attribution(self, event: Event) -> Attribution:
+        device = self.devices[event.device_id]
+        if device.reengaged_at is not None and event.occurred_at >= device.reengaged_at:
+            tracker = self.trackers.get(device.reengagement_tracker_id)
+            return Attribution(
+                kind="reengagement",
+                network=self.partners.get(device.reengagement_network_id),
+                agency=self.partners.get(device.reengagement_agency_id),
+                tracker=tracker,
+                click=self.clicks.get(device.reengagement_click_id),
+                campaign_id=tracker.campaign_id if tracker else "",
+                campaign_name=tracker.campaign_name if tracker else "",
+            )
+        return Attribution(
+            kind="install",
+            network=self.partners.get(device.network_id),
+            agency=self.partners.get(device.agency_id),
+            tracker=self.trackers.get(device.install_tracker_id),
+            click=self.clicks.get(device.install_click_id),
+            campaign_id=device.campaign_id,
+            campaign_name=device.campaign_name,
+        )
+
+    def delivery_for(self, configuration: PostbackConfiguration, event: Event) -> Delivery:
+        device = self.devices[event.device_id]
+        delivery = Delivery(
+            app=self.app,
+            configuration=configuration,
+            event=event,
+            device=device,
+            created_at=event.received_at,
+            max_attempts=1 + configuration.retry_attempts,
+        )
+        attribution = self.attribution(event)
+        reason = _inactive_reason(configuration) or _audience_reason(configuration, attribution)
+        if reason is None and event.name == "session_begin":
+            reason = self._claim_session_period(configuration, event, device, delivery)
+        if reason is not None:
+            delivery.status = Delivery.Status.SKIPPED
+            delivery.skip_reason = reason
+            delivery.session_period = None
+            return delivery
+        try:
+            request = render_postback(configuration=configuration, values=macro_values(event, device, attribution))
+        except RenderError as error:
+            delivery.status = Delivery.Status.FAILED
+            delivery.last_error = f"Cannot build the request: {error}"
+            delivery.finished_at = event.received_at
+            return delivery
+        delivery.method, delivery.url, delivery.headers, delivery.body = (
+            request.method,
+            request.url,
+            request.headers,
+            request.body,
+        )
+        delivery.due_at = event.received_at + timedelta(seconds=configuration.delay_seconds)
+        return delivery
+
+    def _claim_session_period(self, configuration, event: Event, device: Device, delivery: Delivery) -> str | None:
+        """SessionBegin: nothing in the first 24 h after the anchor, then one per 24-hour period."""
+        anchor = device.session_anchor
+        if anchor is None:
+            return "No install recorded for this device: SessionBegin postbacks count from the install."
+        if event.occurred_at < anchor:
+            return "The session began before the device's install or latest reengagement."
+        period = int((event.occurred_at - anchor) / SESSION_PERIOD)
+        anchor_name = "reengagement" if device.reengaged_at else "install"
+        if period == 0:
+            return (
+                f"Inside the first 24 hours after the {anchor_name} ({anchor:%Y-%m-%d %H:%M} UTC): "
+                "SessionBegin postbacks start 24 hours later."
+            )
+        key = (configuration.pk, device.pk, period)
+        if key in self.used_periods:
+            start = anchor + period * SESSION_PERIOD
+            return f"Already sent for this device in the 24-hour period from {start:%Y-%m-%d %H:%M} UTC."
+        self.used_periods.add(key)
+        delivery.session_period = period
+        return None
+
+
+def _inactive_reason(configuration: PostbackConfiguration) -> str | None:
+    if configuration.status != PostbackConfiguration.Status.ACTIVE:
+        return "The postback configuration is inactive."
+    return None
+
+
+def _audience_reason(configuration: PostbackConfiguration, attribution: Attribution) -> str | None:
+    """Why a certified network's or agency's delivery method excludes this event, or None."""
+    partner = configuration.partner
+    method = configuration.delivery_method
+    if partner is None or partner.kind == Partner.Kind.ANALYTICS or method == configuration.DeliveryMethod.ALL:
+        return None
+    network, agency = attribution.network, attribution.agency
+    conversion = "reengagement" if attribution.kind == "reengagement" else "install"
+    if network is None:
+        return (
+            f"The {conversion} is unattributed (organic); {configuration.get_delivery_method_display()} "
+            f"sends only what {partner.name} drove."
+        )
+    if partner.kind == Partner.Kind.AGENCY:
+        if agency is not None and agency.pk == partner.pk:
+            return None
+        return f"The {conversion} came from {network.name} without {partner.name}'s trackers."
+    if network.pk != partner.pk:
+        return f"The {conversion} is attributed to {network.name}, not {partner.name}."
+    if agency is not None and method == configuration.DeliveryMethod.NETWORK_ONLY:
+        return (
+            f"The {conversion} came through the agency {agency.name}; Network Only excludes agency traffic "
+            "(choose Network + Agency to include it)."
+        )
+    return None
+
+
+def macro_values(event: Event, device: Device, attribution: Attribution) -> dict[str, str]:
+    """Every canonical macro's value for one event (see docs/macros.md)."""
+    app = event.app
+    tracker, click, network, agency = attribution.tracker, attribution.click, attribution.network, attribution.agency
+    ids = event.device_ids
+    return {
+        "adid": ids.get("adid", ""),
+        "idfa": ids.get("idfa", ""),
+        "idfv": ids.get("idfv", ""),
+        "android_id": ids.get("android_id", ""),
+        "device_id": ids.get("device_id", ""),
+        "limit_ad_tracking": "0" if ids.get("adid") or ids.get("idfa") else "1",
+        "event_id": event.event_id,
+        "event_name": event.name,
+        "event_value": event.value,
+        "revenue": "" if event.revenue is None else _decimal(event.revenue),
+        "currency": event.currency,
+        "event_time": _iso(event.occurred_at),
+        "event_timestamp": str(int(event.occurred_at.timestamp())),
+        "install_time": _iso(device.installed_at) if device.installed_at else "",
+        "install_timestamp": str(int(device.installed_at.timestamp())) if device.installed_at else "",
+        "ip": event.ip or "",
+        "user_agent": event.user_agent,
+        "country": event.country,
+        "os_version": event.os_version,
+        "app_version": event.app_version,
+        "app_id": app.package_name,
+        "app_name": app.name,
+        "platform": app.platform,
+        "attributed": "1" if network else "0",
+        "attribution_type": attribution.kind if network else "",
+        "is_reengagement": "1" if attribution.kind == "reengagement" and network else "0",
+        "network_id": network.slug if network else "",
+        "network_name": network.name if network else "",
+        "agency_id": agency.slug if agency else "",
+        "agency_name": agency.name if agency else "",
+        "tracker_id": tracker.pk if tracker else "",
+        "campaign_id": attribution.campaign_id,
+        "campaign_name": attribution.campaign_name,
+        "site_id": tracker.site_id if tracker else "",
+        "creative_id": tracker.creative_id if tracker else "",
+        "click_id": click.click_id if click else "",
+    }
+
+
+def _iso(moment) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _decimal(value) -> str:
+    return format(value.normalize(), "f")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from django.db import IntegrityError, transaction
 
-from events.models import App
+from events.models import App, Event
 from events.services import EventInput, RecordOutcome, events_record
-from postbacks.services import deliveries_for_event
+from postbacks.services import deliveries_for_events
 from project import clock
 
 # Concurrent requests carrying the same new event_id or device identifier race to insert
@@ -27,12 +27,12 @@ def events_ingest(*, app: App, items: list[EventInput]) -> list[RecordOutcome]:
                 # constraint catch a repeat (IntegrityError), then look it up on the retry.
                 check_known = attempt > 0 or len(items) > 1
                 outcomes = events_record(app=app, items=items, received_at=clock.now(), check_known=check_known)
-                for outcome in outcomes:
-                    if outcome.created:
-                        deliveries = deliveries_for_event(event=outcome.event)
-                        if deliveries:
-                            outcome.event.postbacks_scheduled = len(deliveries)
-                            outcome.event.save(update_fields=["postbacks_scheduled"])
+                created = [outcome.event for outcome in outcomes if outcome.created]
+                scheduled = deliveries_for_events(app=app, events=created)
+                for event in created:
+                    if scheduled.get(event.pk):
+                        event.postbacks_scheduled = scheduled[event.pk]
+                        Event.objects.filter(pk=event.pk).update(postbacks_scheduled=event.postbacks_scheduled)
             return outcomes
         except IntegrityError:
             if attempt == ATTEMPTS - 1:

@@ -41,6 +41,9 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # Postbacks never reach private, loopback or link-local addresses unless this is on
 # (tests and the local demo turn it on to talk to a receiver on 127.0.0.1).
 POSTBACK_ALLOW_PRIVATE_DESTINATIONS = env_bool("POSTBACK_ALLOW_PRIVATE_DESTINATIONS", False)
+# Per attempt: seconds to connect, then seconds to wait for the response.
+POSTBACK_CONNECT_TIMEOUT = env_int("POSTBACK_CONNECT_TIMEOUT", 5, minimum=1, maximum=60)
+POSTBACK_READ_TIMEOUT = env_int("POSTBACK_READ_TIMEOUT", 10, minimum=1, maximum=60)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

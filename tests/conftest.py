@@ -42,3 +42,11 @@ def support(account):
 @pytest.fixture
 def allow_private(settings):
     settings.POSTBACK_ALLOW_PRIVATE_DESTINATIONS = True
+
+
+@pytest.fixture
+def receiver():
+    from tests.receiver import Receiver
+
+    with Receiver() as running:
+        yield running

@@ -1,4 +1,5 @@
-"""Run the web server and the django-q2 cluster together, and stop both cleanly.
+"""Run the web server, the django-q2 cluster and the delivery dispatcher together, and stop
+them all cleanly.
 
 Each child gets its own session, so a Ctrl-C reaches only this command, which then sends
 one SIGTERM to each child. (A terminal's SIGINT sent to the whole group reaches django-q2's
@@ -21,7 +22,7 @@ STOP_GRACE_SECONDS = 20
 
 
 class Command(BaseCommand):
-    help = "Serve the API and admin (runserver) and run the django-q2 workers (qcluster) until interrupted."
+    help = "Serve the API and admin (runserver), run the workers (qcluster) and the dispatcher until interrupted."
 
     def add_arguments(self, parser):
         parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
@@ -38,6 +39,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, request_stop)
         children = {
             "workers": subprocess.Popen([sys.executable, manage, "qcluster"], start_new_session=True),
+            "dispatcher": subprocess.Popen([sys.executable, manage, "dispatch_postbacks"], start_new_session=True),
             "web server": subprocess.Popen(
                 [sys.executable, manage, "runserver", "--noreload", addrport], start_new_session=True
             ),

@@ -1,0 +1,172 @@
+"""All outgoing HTTP of the product: pooled sessions, explicit timeouts, no redirects, a fixed
+User-Agent, and a guard that refuses private destinations when the socket is opened.
+
+The guard runs at connect time, on the addresses the name resolves to then, so a destination
+that passed validation when it was saved cannot later reach a private address through DNS.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from ipaddress import ip_address
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NewConnectionError
+from urllib3.util import connection as urllib3_connection
+
+from postbacks.destinations import address_refusal
+
+USER_AGENT = "postback-server/1"
+MAX_RESPONSE_BYTES = 8 * 1024
+HOST_CONCURRENCY = 8  # in-flight requests per destination host, per process
+
+
+class RefusedDestinationError(NewConnectionError):
+    """The destination resolved to an address postbacks may not reach."""
+
+
+class _GuardedConnectionMixin:
+    def _new_conn(self) -> socket.socket:
+        try:
+            infos = socket.getaddrinfo(self._dns_host, self.port, type=socket.SOCK_STREAM)
+        except socket.gaierror as error:
+            raise NewConnectionError(self, f"Cannot resolve {self.host}: {error.strerror}") from error
+        allow_private = settings.POSTBACK_ALLOW_PRIVATE_DESTINATIONS
+        last_error: OSError | None = None
+        for _family, _type, _proto, _name, sockaddr in infos:
+            address = sockaddr[0].split("%")[0]
+            reason = None if allow_private else address_refusal(ip_address(address))
+            if reason:
+                raise RefusedDestinationError(self, f"Refused: {self.host} resolves to {reason}")
+            try:
+                return urllib3_connection.create_connection(
+                    (address, self.port), self.timeout, source_address=self.source_address
+                )
+            except OSError as error:
+                last_error = error
+        raise NewConnectionError(self, f"Cannot connect to {self.host}: {last_error}")
+
+
+class _GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):
+    pass
+
+
+class _GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _GuardedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+class _GuardedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+
+
+_local = threading.local()
+_host_slots: dict[str, threading.BoundedSemaphore] = {}
+_host_slots_lock = threading.Lock()
+
+
+def _session() -> requests.Session:
+    """One pooled session per thread (requests sessions are not guaranteed thread-safe)."""
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = requests.Session()
+        session.trust_env = False  # no proxies or netrc from the environment
+        adapter = _GuardedAdapter(pool_connections=64, pool_maxsize=HOST_CONCURRENCY, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        _local.session = session
+    return session
+
+
+@contextmanager
+def _host_slot(host: str):
+    with _host_slots_lock:
+        slot = _host_slots.setdefault(host, threading.BoundedSemaphore(HOST_CONCURRENCY))
+    with slot:
+        yield
+
+
+@dataclass
+class Exchange:
+    """What happened on the wire: a response, or the error that stopped it."""
+
+    duration_ms: int
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str = ""
+    error: str = ""
+    refused: bool = False  # destination refused by the guard: retrying cannot help
+    timed_out: bool = False
+
+    def header(self, name: str) -> str | None:
+        return next((value for key, value in self.headers.items() if key.lower() == name.lower()), None)
+
+
+def send(*, method: str, url: str, headers: dict[str, str], body: str) -> Exchange:
+    """Send one request; never raises for network trouble, never follows a redirect."""
+    started = time.monotonic()
+    host = urlsplit(url).hostname or ""
+
+    def elapsed() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    try:
+        with _host_slot(host):
+            response = _session().request(
+                method,
+                url,
+                data=body.encode() if body else None,
+                headers={"User-Agent": USER_AGENT, **headers},
+                timeout=(settings.POSTBACK_CONNECT_TIMEOUT, settings.POSTBACK_READ_TIMEOUT),
+                allow_redirects=False,
+                stream=True,
+            )
+            try:
+                content = response.raw.read(MAX_RESPONSE_BYTES, decode_content=True) or b""
+            finally:
+                response.close()
+    except requests.Timeout as error:
+        return Exchange(duration_ms=elapsed(), error=_short(error, "Timed out"), timed_out=True)
+    except requests.ConnectionError as error:
+        reason = getattr(error.args[0], "reason", None) if error.args else None
+        if isinstance(reason, RefusedDestinationError):
+            return Exchange(duration_ms=elapsed(), error=_short(reason, "Refused"), refused=True)
+        return Exchange(duration_ms=elapsed(), error=_short(error, "Connection failed"))
+    except requests.RequestException as error:
+        return Exchange(duration_ms=elapsed(), error=_short(error, "Request failed"))
+    return Exchange(
+        duration_ms=elapsed(),
+        status=response.status_code,
+        headers=dict(response.headers),
+        body=content.decode("utf-8", errors="replace"),
+    )
+
+
+def _short(error: BaseException, prefix: str) -> str:
+    """A readable one-line error, without urllib3's object reprs."""
+    text = str(error)
+    for marker in ("Refused:", "Failed to establish a new connection:", "Cannot resolve", "Cannot connect"):
+        if marker in text:
+            text = text[text.index(marker) :]
+            break
+    text = text.split("'))")[0].rstrip("')\"")
+    message = text if text.startswith(prefix) else f"{prefix}: {text}"
+    return message[:500]

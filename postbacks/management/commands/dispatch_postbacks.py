@@ -1,0 +1,59 @@
+"""The dispatcher: claims due deliveries every ~200 ms and hands them to django-q2 workers in
+batches. Run exactly as many as you like (claims are atomic); `make run` starts one."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django_q.brokers import get_broker
+from django_q.tasks import async_task
+
+from postbacks.sending import backlog, deliveries_claim
+
+logger = logging.getLogger("postbacks.dispatcher")
+
+BATCH_SIZE = 50
+IDLE_SLEEP = 0.2
+BACKLOG_LOG_EVERY = 30.0
+
+
+class Command(BaseCommand):
+    help = "Claim due postback deliveries and queue them for the django-q2 workers, until stopped."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--once", action="store_true", help="Claim and queue one round, then exit.")
+
+    def handle(self, *args, once=False, **options):
+        stopping = False
+
+        def stop(signum, frame):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        broker = get_broker()
+        # Keep the queue short: rows wait in the database (the truth), not in the broker, so a
+        # lost queue only delays them until their lease runs out.
+        max_queued = 2 * settings.Q_CLUSTER["workers"]
+        last_report = 0.0
+        while not stopping:
+            queued = broker.queue_size() or 0
+            claimed = 0
+            if queued < max_queued:
+                ids = deliveries_claim(limit=BATCH_SIZE * (max_queued - queued))
+                claimed = len(ids)
+                for start in range(0, len(ids), BATCH_SIZE):
+                    async_task("postbacks.tasks.send_deliveries", ids[start : start + BATCH_SIZE], save=False)
+            if time.monotonic() - last_report > BACKLOG_LOG_EVERY:
+                count, age = backlog()
+                logger.info("backlog: %d due, oldest %.1f s", count, age)
+                last_report = time.monotonic()
+            if once:
+                break
+            if not claimed:
+                time.sleep(IDLE_SLEEP)

@@ -1,0 +1,261 @@
+"""Claiming due deliveries, sending them, recording each attempt, and scheduling retries.
+
+Retry schedule (docs/delivery.md): retry n waits RETRY_SCHEDULE[n-1] seconds ±20 % jitter.
+A Retry-After header is honoured between once and twice that wait; a 429 waits at least 60 s.
+Timeouts, connection errors, 408, 429 and 5xx are retried; any other status (3xx, 4xx)
+and a refused destination fail at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote
+
+from django.db import connection, transaction
+from django.db.models import Min, Q
+
+from postbacks import http
+from postbacks.models import Attempt, Delivery
+from project import clock
+
+logger = logging.getLogger("postbacks.delivery")
+
+RETRY_SCHEDULE = (30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200, 86400)
+JITTER = 0.2
+MIN_WAIT_AFTER_429 = 60
+LEASE = timedelta(seconds=120)  # longer than a batch can take (timeouts 5 s + 10 s, bounded waves)
+SEND_THREADS = 16
+RETRYABLE_STATUSES = {408, 429}
+MASK = "••••"
+SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "x-api-key"}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: str  # an Attempt.Outcome value
+    message: str
+
+
+def verdict_for(exchange: http.Exchange) -> Verdict:
+    if exchange.refused:
+        return Verdict(Attempt.Outcome.FAILED, exchange.error)
+    if exchange.status is None:
+        return Verdict(Attempt.Outcome.RETRY, exchange.error)
+    if 200 <= exchange.status < 300:
+        return Verdict(Attempt.Outcome.DELIVERED, "")
+    if exchange.status >= 500 or exchange.status in RETRYABLE_STATUSES:
+        return Verdict(Attempt.Outcome.RETRY, f"HTTP {exchange.status}")
+    if 300 <= exchange.status < 400:
+        location = exchange.header("Location")
+        return Verdict(Attempt.Outcome.FAILED, f"HTTP {exchange.status}: redirect to {location or '?'} not followed")
+    return Verdict(Attempt.Outcome.FAILED, f"HTTP {exchange.status}: the receiver refused it, not retried")
+
+
+def retry_delay(
+    *, retry_number: int, status: int | None = None, retry_after: str | None = None, rng: random.Random | None = None
+) -> timedelta:
+    """Wait before retry `retry_number` (1 = the first retry)."""
+    rng = rng or random
+    base = RETRY_SCHEDULE[min(retry_number, len(RETRY_SCHEDULE)) - 1]
+    wait = base * (1 + rng.uniform(-JITTER, JITTER))
+    asked = _retry_after_seconds(retry_after)
+    if asked is not None:
+        wait = min(max(asked, wait), 2 * wait)
+    if status == 429:
+        wait = max(wait, MIN_WAIT_AFTER_429)
+    return timedelta(seconds=wait)
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (moment - clock.now()).total_seconds())
+
+
+def standard_webhooks_signature(*, secret: str, message_id: str, timestamp: int, body: str) -> str:
+    """Standard Webhooks: v1,base64(HMAC-SHA256(key, "id.timestamp.body")), key = base64 after whsec_."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    digest = hmac.new(key, f"{message_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+# --- claiming ---------------------------------------------------------------------------
+
+
+def deliveries_claim(*, limit: int) -> list[int]:
+    """Take up to `limit` due deliveries (and any whose lease ran out) for sending."""
+    now = clock.now()
+    due = Q(status=Delivery.Status.SCHEDULED, due_at__lte=now) | Q(
+        status=Delivery.Status.SENDING, lease_expires_at__lt=now
+    )
+    with transaction.atomic():
+        candidates = Delivery.objects.filter(due).order_by("due_at")
+        if connection.features.has_select_for_update_skip_locked:
+            candidates = candidates.select_for_update(skip_locked=True)
+        ids = list(candidates.values_list("pk", flat=True)[:limit])
+        if ids:
+            Delivery.objects.filter(pk__in=ids).update(status=Delivery.Status.SENDING, lease_expires_at=now + LEASE)
+    return ids
+
+
+def backlog() -> tuple[int, float]:
+    """Deliveries due now and not sent, and the age in seconds of the oldest (0 when none)."""
+    now = clock.now()
+    due = Delivery.objects.filter(
+        Q(status=Delivery.Status.SCHEDULED, due_at__lte=now)
+        | Q(status=Delivery.Status.SENDING, lease_expires_at__lt=now)
+    )
+    summary = due.aggregate(oldest=Min("due_at"))
+    count = due.count()
+    oldest = summary["oldest"]
+    return count, (now - oldest).total_seconds() if oldest else 0.0
+
+
+# --- sending ----------------------------------------------------------------------------
+
+
+def deliveries_send(*, ids: list[int]) -> dict[str, int]:
+    """Send claimed deliveries concurrently and record every attempt. Returns outcome counts."""
+    deliveries = list(
+        Delivery.objects.filter(pk__in=ids, status=Delivery.Status.SENDING).select_related(
+            "configuration__partner_configuration__partner", "app"
+        )
+    )
+    if not deliveries:
+        return {}
+    prepared = [(delivery, _headers_for(delivery)) for delivery in deliveries]
+
+    def exchange(item):
+        delivery, headers = item
+        started = clock.now()
+        return started, http.send(method=delivery.method, url=delivery.url, headers=headers, body=delivery.body)
+
+    with ThreadPoolExecutor(max_workers=min(SEND_THREADS, len(prepared))) as pool:
+        results = list(pool.map(exchange, prepared))
+    counts: dict[str, int] = {}
+    for (delivery, headers), (started, result) in zip(prepared, results, strict=True):
+        outcome = _record(delivery, headers, started, result)
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+def _headers_for(delivery: Delivery) -> dict[str, str]:
+    headers = {**delivery.headers, "X-Delivery-Id": str(delivery.delivery_id)}
+    secret = delivery.configuration.signing_secret
+    if secret:
+        timestamp = int(clock.now().timestamp())
+        message_id = str(delivery.delivery_id)
+        headers.update(
+            {
+                "webhook-id": message_id,
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": standard_webhooks_signature(
+                    secret=secret, message_id=message_id, timestamp=timestamp, body=delivery.body
+                ),
+            }
+        )
+    return headers
+
+
+def _record(delivery: Delivery, headers: dict[str, str], started: datetime, exchange: http.Exchange) -> str:
+    verdict = verdict_for(exchange)
+    number = delivery.attempts + 1
+    outcome, message = verdict.outcome, verdict.message
+    if outcome == Attempt.Outcome.RETRY and number >= delivery.max_attempts:
+        outcome = Attempt.Outcome.FAILED
+        message = f"{message}; gave up after {number} attempt{'s' if number > 1 else ''}"
+    secrets = secret_values(delivery)
+    now = clock.now()
+    Attempt.objects.create(
+        delivery=delivery,
+        number=number,
+        started_at=started,
+        duration_ms=exchange.duration_ms,
+        method=delivery.method,
+        url=mask(delivery.url, secrets),
+        request_headers={
+            name: MASK if name.lower() in SECRET_HEADERS else mask(value, secrets) for name, value in headers.items()
+        },
+        request_body=mask(delivery.body, secrets),
+        response_status=exchange.status,
+        response_headers=exchange.headers,
+        response_body=exchange.body,
+        error=message[:500],
+        outcome=outcome,
+    )
+    changes: dict = {
+        "attempts": number,
+        "last_status_code": exchange.status,
+        "last_error": message[:500],
+        "lease_expires_at": None,
+    }
+    if outcome == Attempt.Outcome.DELIVERED:
+        changes.update(status=Delivery.Status.DELIVERED, finished_at=now, due_at=None)
+    elif outcome == Attempt.Outcome.RETRY:
+        wait = retry_delay(retry_number=number, status=exchange.status, retry_after=exchange.header("Retry-After"))
+        changes.update(status=Delivery.Status.SCHEDULED, due_at=now + wait)
+    else:
+        changes.update(status=Delivery.Status.FAILED, finished_at=now, due_at=None)
+    # Only the holder of the lease writes the outcome; a reclaimed delivery keeps its new owner's.
+    Delivery.objects.filter(
+        pk=delivery.pk, status=Delivery.Status.SENDING, lease_expires_at=delivery.lease_expires_at
+    ).update(**changes)
+    logger.info(
+        "postback attempt",
+        extra={
+            "delivery_id": str(delivery.delivery_id),
+            "partner": delivery.configuration.partner.slug if delivery.configuration.partner else "custom",
+            "status": exchange.status,
+            "outcome": outcome,
+            "duration_ms": exchange.duration_ms,
+        },
+    )
+    return outcome
+
+
+def secret_values(delivery: Delivery) -> list[str]:
+    """Values of the partner's secret network-specific fields, to mask wherever a log shows them."""
+    partner_configuration = delivery.configuration.partner_configuration
+    if partner_configuration is None:
+        return []
+    names = {field.name for field in partner_configuration.partner.fields.all() if field.is_secret}
+    return [value for name, value in partner_configuration.field_values.items() if name in names and value]
+
+
+def mask(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, MASK).replace(quote(secret, safe=""), MASK)
+    return text
+
+
+def deliveries_resend(*, deliveries) -> int:
+    """Send again now, one more attempt each (the delivery id stays the same)."""
+    count = 0
+    now = clock.now()
+    for delivery in deliveries:
+        if delivery.status == Delivery.Status.SKIPPED or not delivery.url:
+            continue
+        Delivery.objects.filter(pk=delivery.pk).update(
+            status=Delivery.Status.SCHEDULED,
+            due_at=now,
+            finished_at=None,
+            lease_expires_at=None,
+            max_attempts=max(delivery.max_attempts, delivery.attempts + 1),
+        )
+        count += 1
+    return count

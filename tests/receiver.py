@@ -1,0 +1,96 @@
+"""A real HTTP server on 127.0.0.1 that records postbacks and answers as a test tells it to."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: str
+    at: float
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str = "ok"
+    delay: float = 0.0
+
+
+class Receiver:
+    def __init__(self):
+        self.received: list[Received] = []
+        self.replies: list[Reply] = []  # consumed in order; when empty, `default` answers
+        self.default = Reply()
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode() if length else ""
+                parts = urlsplit(self.path)
+                with receiver._lock:
+                    receiver.received.append(
+                        Received(
+                            method=self.command,
+                            path=parts.path,
+                            query=parse_qs(parts.query, keep_blank_values=True),
+                            headers={key.lower(): value for key, value in self.headers.items()},
+                            body=body,
+                            at=time.monotonic(),
+                        )
+                    )
+                    reply = receiver.replies.pop(0) if receiver.replies else receiver.default
+                if reply.delay:
+                    time.sleep(reply.delay)
+                payload = reply.body.encode()
+                try:
+                    self.send_response(reply.status)
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except OSError:
+                    pass  # the client gave up (a timeout test)
+
+            do_GET = do_POST = _handle
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.received) >= count:
+                    return list(self.received)
+            time.sleep(0.02)
+        return list(self.received)
