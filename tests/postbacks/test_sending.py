@@ -1,0 +1,242 @@
+"""Sending postbacks to a real HTTP receiver on 127.0.0.1, with a controllable clock."""
+
+import base64
+import hashlib
+import hmac
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from events.services import EventInput
+from postbacks.models import Attempt, Delivery
+from postbacks.sending import (
+    LEASE,
+    RETRY_SCHEDULE,
+    deliveries_claim,
+    deliveries_resend,
+    deliveries_send,
+    retry_delay,
+)
+from project import clock
+from project.ingest import event_ingest
+from tests import factories
+from tests.receiver import Reply
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+
+
+@pytest.fixture
+def frozen():
+    with clock.frozen(T0) as moving_clock:
+        yield moving_clock
+
+
+def ingest(app, event_id="e1", name="install"):
+    data = EventInput(
+        event_id=event_id,
+        name=name,
+        device_ids={"adid": "38400000-8cf0-11bd-b23e-10b96e40000d"},
+        occurred_at=clock.now(),
+        revenue=None,
+    )
+    return event_ingest(app=app, data=data).event
+
+
+def send_due() -> dict:
+    return deliveries_send(ids=deliveries_claim(limit=100))
+
+
+@pytest.fixture
+def postback(app, receiver, allow_private):
+    return factories.make_custom_postback(
+        app, url=receiver.url + "/in/{event_name}", macros=["adid", "event_id"], retry_attempts=3
+    )
+
+
+def test_a_postback_is_delivered_and_logged(app, postback, receiver, frozen):
+    event = ingest(app)
+    assert event.postbacks_scheduled == 1
+    assert send_due() == {"delivered": 1}
+    request = receiver.wait_for(1)[0]
+    delivery = Delivery.objects.get()
+    assert (request.method, request.path) == ("GET", "/in/install")
+    assert request.query == {"adid": ["38400000-8cf0-11bd-b23e-10b96e40000d"], "event_id": ["e1"]}
+    assert request.headers["x-delivery-id"] == str(delivery.delivery_id)
+    assert request.headers["user-agent"] == "postback-server/1"
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("delivered", 1, 200)
+    attempt = delivery.attempt_log.get()
+    assert (attempt.outcome, attempt.response_status, attempt.response_body) == ("delivered", 200, "ok")
+    assert attempt.url == delivery.url and attempt.started_at == T0
+
+
+def test_nothing_is_sent_before_it_is_due(app, receiver, allow_private, frozen):
+    factories.make_custom_postback(app, url=receiver.url + "/late", delay_seconds=120)
+    ingest(app)
+    frozen.advance(timedelta(seconds=119))
+    assert send_due() == {}
+    frozen.advance(timedelta(seconds=1))
+    assert send_due() == {"delivered": 1}
+
+
+def test_server_errors_are_retried_with_backoff_and_the_same_delivery_id(app, postback, receiver, frozen):
+    receiver.replies = [Reply(status=500, body="boom"), Reply(status=503)]
+    ingest(app)
+    assert send_due() == {"retry": 1}
+    delivery = Delivery.objects.get()
+    wait = (delivery.due_at - T0).total_seconds()
+    assert RETRY_SCHEDULE[0] * 0.8 <= wait <= RETRY_SCHEDULE[0] * 1.2
+    assert (delivery.status, delivery.last_error) == ("scheduled", "HTTP 500")
+    assert send_due() == {}  # not yet
+    frozen.advance(timedelta(seconds=wait))
+    assert send_due() == {"retry": 1}
+    delivery.refresh_from_db()
+    second_wait = (delivery.due_at - clock.now()).total_seconds()
+    assert RETRY_SCHEDULE[1] * 0.8 <= second_wait <= RETRY_SCHEDULE[1] * 1.2
+    frozen.advance(timedelta(seconds=second_wait))
+    assert send_due() == {"delivered": 1}
+    ids = {request.headers["x-delivery-id"] for request in receiver.wait_for(3)}
+    assert ids == {str(delivery.delivery_id)}
+    assert list(delivery.attempt_log.values_list("outcome", flat=True)) == ["retry", "retry", "delivered"]
+
+
+def test_retry_after_is_honoured_within_bounds_and_429_waits_a_minute(app, postback, receiver, frozen):
+    receiver.replies = [Reply(status=503, headers={"Retry-After": "50"})]
+    ingest(app, "a")
+    send_due()
+    wait = (Delivery.objects.get().due_at - T0).total_seconds()
+    assert 48 <= wait <= 50  # asked 50 s; at most twice the scheduled ~30 s
+    receiver.replies = [Reply(status=429)]
+    ingest(app, "b")
+    send_due()
+    assert (Delivery.objects.get(event__event_id="b").due_at - T0).total_seconds() >= 60
+
+
+@pytest.mark.parametrize(("status", "message"), [(404, "HTTP 404"), (400, "HTTP 400"), (302, "not followed")])
+def test_other_statuses_fail_at_once(app, postback, receiver, frozen, status, message):
+    receiver.replies = [Reply(status=status, headers={"Location": receiver.url + "/elsewhere"})]
+    ingest(app)
+    assert send_due() == {"failed": 1}
+    delivery = Delivery.objects.get()
+    assert (delivery.status, delivery.attempts) == ("failed", 1)
+    assert message in delivery.last_error
+    assert len(receiver.wait_for(1, timeout=0.5)) == 1  # the redirect was not followed
+
+
+def test_retries_stop_after_the_configured_attempts(app, receiver, allow_private, frozen):
+    factories.make_custom_postback(app, url=receiver.url, retry_attempts=1)
+    receiver.default = Reply(status=500)
+    ingest(app)
+    send_due()
+    frozen.advance(timedelta(minutes=1))
+    assert send_due() == {"failed": 1}
+    delivery = Delivery.objects.get()
+    assert delivery.last_error == "HTTP 500; gave up after 2 attempts"
+    frozen.advance(timedelta(days=2))
+    assert send_due() == {}
+
+
+def test_do_not_retry_means_one_attempt(app, receiver, allow_private, frozen):
+    factories.make_custom_postback(app, url=receiver.url, retry_attempts=0)
+    receiver.default = Reply(status=502)
+    ingest(app)
+    assert send_due() == {"failed": 1}
+
+
+def test_timeouts_and_refused_connections_are_retried(app, receiver, allow_private, frozen, settings):
+    settings.POSTBACK_READ_TIMEOUT = 1
+    factories.make_custom_postback(app, url=receiver.url + "/slow")
+    receiver.replies = [Reply(delay=2)]
+    ingest(app, "slow")
+    assert send_due() == {"retry": 1}
+    assert Delivery.objects.get(event__event_id="slow").last_error.startswith("Timed out")
+
+
+def test_connection_refused_is_retried(app, allow_private, frozen):
+    factories.make_custom_postback(app, url="http://127.0.0.1:9/closed")
+    ingest(app)
+    assert send_due() == {"retry": 1}
+    assert Delivery.objects.get().last_error.startswith("Connection failed")
+
+
+def test_private_destinations_are_refused_at_connect_time(app, receiver, allow_private, frozen, settings):
+    factories.make_custom_postback(app, url=receiver.url.replace("127.0.0.1", "localhost") + "/x")
+    ingest(app)
+    settings.POSTBACK_ALLOW_PRIVATE_DESTINATIONS = False  # e.g. DNS now points somewhere private
+    assert send_due() == {"failed": 1}
+    delivery = Delivery.objects.get()
+    assert "Refused: localhost resolves to 127.0.0.1 is a loopback address" in delivery.last_error
+    assert receiver.wait_for(1, timeout=0.5) == []
+
+
+def test_signed_requests_verify_with_the_standard_webhooks_algorithm(app, receiver, allow_private, frozen):
+    factories.make_custom_postback(app, url=receiver.url, method="POST", macros=["adid"], signing_secret=SECRET)
+    ingest(app)
+    send_due()
+    request = receiver.wait_for(1)[0]
+    key = base64.b64decode(SECRET[len("whsec_") :])
+    signed = f"{request.headers['webhook-id']}.{request.headers['webhook-timestamp']}.{request.body}".encode()
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    assert request.headers["webhook-signature"] == f"v1,{expected}"
+    assert request.headers["webhook-id"] == request.headers["x-delivery-id"]
+    assert request.headers["webhook-timestamp"] == str(int(T0.timestamp()))
+
+
+def test_secrets_are_masked_in_the_attempt_log(app, partner, receiver, allow_private, frozen):
+    partner.templates.filter(event="install").update(url_template=receiver.url + "/p/{fields.app_id}")
+    config = factories.make_partner_configuration(app, partner, app_id="4242", token="s3cr3t-token")
+    factories.make_certified_postback(config, delivery_method="all")
+    ingest(app)
+    send_due()
+    assert receiver.wait_for(1)[0].query["t"] == ["s3cr3t-token"]
+    attempt = Attempt.objects.get()
+    assert "s3cr3t-token" not in attempt.url and "t=••••" in attempt.url
+
+
+def test_a_lost_worker_only_delays_the_delivery(app, postback, receiver, frozen):
+    ingest(app)
+    claimed = deliveries_claim(limit=10)
+    assert claimed and deliveries_claim(limit=10) == []  # nobody else gets it while leased
+    frozen.advance(LEASE + timedelta(seconds=1))  # the worker died without a word
+    assert deliveries_claim(limit=10) == claimed
+    assert deliveries_send(ids=claimed) == {"delivered": 1}
+    assert len(receiver.wait_for(1)) == 1
+    assert Delivery.objects.get().attempts == 1
+
+
+def test_a_stale_worker_cannot_overwrite_the_new_owners_outcome(app, postback, receiver, frozen):
+    ingest(app)
+    first = deliveries_claim(limit=10)
+    frozen.advance(LEASE + timedelta(seconds=1))
+    second = deliveries_claim(limit=10)
+    assert deliveries_send(ids=second) == {"delivered": 1}
+    assert deliveries_send(ids=first) == {}  # the old claim is gone: nothing sent twice
+    assert len(receiver.wait_for(2, timeout=0.5)) == 1
+
+
+def test_resend_sends_a_failed_delivery_again_with_its_id(app, receiver, allow_private, frozen):
+    factories.make_custom_postback(app, url=receiver.url, retry_attempts=0)
+    receiver.replies = [Reply(status=400)]
+    ingest(app)
+    send_due()
+    assert deliveries_resend(deliveries=Delivery.objects.all()) == 1
+    assert send_due() == {"delivered": 1}
+    first, second = receiver.wait_for(2)
+    assert first.headers["x-delivery-id"] == second.headers["x-delivery-id"]
+    assert Delivery.objects.get().attempts == 2
+
+
+def test_retry_schedule_has_jitter_and_bounds():
+    rng = random.Random(7)
+    for number, base in enumerate(RETRY_SCHEDULE, start=1):
+        waits = {retry_delay(retry_number=number, rng=rng).total_seconds() for _ in range(50)}
+        assert min(waits) >= base * 0.8 and max(waits) <= base * 1.2
+        assert len(waits) > 40  # jittered, not fixed
+    assert retry_delay(retry_number=1, retry_after="1", rng=rng).total_seconds() >= 24  # never sooner than planned
+    assert retry_delay(retry_number=1, retry_after="99999", rng=rng).total_seconds() <= 72  # never past 2x
+    http_date = "Mon, 02 Nov 2026 09:00:45 GMT"
+    with clock.frozen(T0):
+        assert 45 - 0.01 <= retry_delay(retry_number=1, retry_after=http_date, rng=rng).total_seconds() <= 72
