@@ -230,6 +230,59 @@ class EventAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
     list_select_related = ["app", "device__app"]
     date_hierarchy = "received_at"
     ordering = ["-pk"]
+    fields = [
+        "event_id",
+        "name",
+        "app",
+        "device",
+        "device_ids",
+        "occurred_at",
+        "received_at",
+        "ip",
+        "user_agent",
+        "os_version",
+        "app_version",
+        "country",
+        "revenue",
+        "currency",
+        "value",
+        "properties",
+        "is_reinstall",
+        "is_reengagement",
+        "postbacks_scheduled",
+        "postbacks_overview",
+    ]
+    readonly_fields = ["postbacks_overview"]
+
+    @admin.display(description="Postbacks: what happened, and why")
+    def postbacks_overview(self, event: Event) -> str:
+        """Every postback configuration of the app: the answer to "why did my postback not fire?"."""
+        deliveries = {delivery.configuration_id: delivery for delivery in event.deliveries.all()}
+        rows = []
+        for configuration in event.app.postback_configurations.select_related("partner_configuration__partner"):
+            delivery = deliveries.get(configuration.pk)
+            if delivery is None:
+                outcome, link = "not produced", ""
+                why = f"Fires on {configuration.fires_on}, not on {event.name}."
+            else:
+                outcome = delivery.get_status_display()
+                link = reverse("admin:postbacks_delivery_change", args=[delivery.pk])
+                why = delivery.skip_reason or delivery.last_error or f"{delivery.attempts} attempt(s) so far."
+            rows.append(
+                format_html(
+                    '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td></tr>',
+                    reverse("admin:postbacks_postbackconfiguration_change", args=[configuration.pk]),
+                    str(configuration),
+                    format_html('<a href="{}">{}</a>', link, outcome) if link else outcome,
+                    why,
+                )
+            )
+        if not rows:
+            return "The app has no postback configurations."
+        return format_html(
+            "<table><thead><tr><th>Configuration</th><th>Outcome</th><th>Why</th></tr></thead><tbody>{}</tbody></table>",
+            format_html_join("", "{}", ((row,) for row in rows)),
+        )
 
 
 @admin.register(Click)

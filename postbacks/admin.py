@@ -7,8 +7,9 @@ from django.utils.html import format_html, format_html_join
 
 from events.admin_scoping import ScopedModelAdmin
 from postbacks.forms import FIELD_INPUT_PREFIX, PartnerConfigurationForm, PostbackConfigurationForm
-from postbacks.models import PartnerConfiguration, PostbackConfiguration
+from postbacks.models import Attempt, Delivery, PartnerConfiguration, PostbackConfiguration
 from postbacks.rendering import RenderError, render_postback, sample_values
+from postbacks.sending import deliveries_resend, mask, secret_values
 
 
 @admin.register(PartnerConfiguration)
@@ -131,3 +132,182 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
             "<p>Sample values; the delivery log will show each real request.</p>",
             text,
         )
+
+
+def _pretty(text: str) -> str:
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return text
+
+
+def _pre(text: str) -> str:
+    return format_html('<pre style="white-space: pre-wrap; word-break: break-all; margin: 0">{}</pre>', text or "—")
+
+
+class ResponseClassFilter(admin.SimpleListFilter):
+    title = "response"
+    parameter_name = "response"
+
+    def lookups(self, request, model_admin):
+        return [("2xx", "2xx"), ("3xx", "3xx"), ("4xx", "4xx"), ("5xx", "5xx"), ("none", "no response")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "none":
+            return queryset.filter(attempts__gt=0, last_status_code__isnull=True)
+        if value:
+            low = int(value[0]) * 100
+            return queryset.filter(last_status_code__gte=low, last_status_code__lt=low + 100)
+        return queryset
+
+
+class SlowFilter(admin.SimpleListFilter):
+    title = "speed"
+    parameter_name = "slow"
+
+    def lookups(self, request, model_admin):
+        return [("1", "an attempt took over 2 s")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "1":
+            return queryset.filter(pk__in=Attempt.objects.filter(duration_ms__gt=2000).values("delivery_id"))
+        return queryset
+
+
+class EventNameFilter(admin.SimpleListFilter):
+    """Event names of the user's own deliveries only (a plain field filter would list every account's)."""
+
+    title = "event"
+    parameter_name = "event_name"
+
+    def lookups(self, request, model_admin):
+        names = model_admin.get_queryset(request).order_by().values_list("event__name", flat=True).distinct()
+        return [(name, name) for name in sorted(names)[:100]]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(event__name=self.value()) if self.value() else queryset
+
+
+class AttemptInline(admin.StackedInline):
+    model = Attempt
+    extra = 0
+    can_delete = False
+    fields = ["summary", "request_display", "response_display"]
+    readonly_fields = fields
+    ordering = ["-number"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="attempt")
+    def summary(self, attempt: Attempt) -> str:
+        return format_html(
+            "#{} at {} UTC · {} ms · <strong>{}</strong>{}",
+            attempt.number,
+            f"{attempt.started_at:%Y-%m-%d %H:%M:%S}",
+            attempt.duration_ms,
+            attempt.get_outcome_display(),
+            f" · {attempt.error}" if attempt.error else "",
+        )
+
+    @admin.display(description="request")
+    def request_display(self, attempt: Attempt) -> str:
+        headers = "\n".join(f"{name}: {value}" for name, value in attempt.request_headers.items())
+        return _pre(f"{attempt.method} {attempt.url}\n{headers}\n\n{_pretty(attempt.request_body)}".strip())
+
+    @admin.display(description="response")
+    def response_display(self, attempt: Attempt) -> str:
+        if attempt.response_status is None:
+            return _pre(attempt.error)
+        headers = "\n".join(f"{name}: {value}" for name, value in attempt.response_headers.items())
+        return _pre(f"HTTP {attempt.response_status}\n{headers}\n\n{_pretty(attempt.response_body)}")
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ScopedModelAdmin):
+    """The delivery log: read-only; support staff resend from here."""
+
+    list_display = [
+        "short_id",
+        "event_name",
+        "target",
+        "app",
+        "status",
+        "attempts",
+        "last_status_code",
+        "due_at",
+        "created_at",
+    ]
+    list_filter = [
+        "status",
+        ResponseClassFilter,
+        SlowFilter,
+        EventNameFilter,
+        ("configuration__partner_configuration__partner", admin.RelatedOnlyFieldListFilter),
+        ("app", admin.RelatedOnlyFieldListFilter),
+    ]
+    search_fields = ["=delivery_id", "=event__event_id", "=device__identifiers__value"]
+    list_select_related = ["event", "app", "configuration__partner_configuration__partner"]
+    show_full_result_count = False
+    ordering = ["-pk"]
+    inlines = [AttemptInline]
+    actions = ["resend"]
+    fields = [
+        "delivery_id",
+        "status",
+        "skip_reason",
+        "last_error",
+        "configuration",
+        "event",
+        "device",
+        "attempts",
+        "max_attempts",
+        "due_at",
+        "created_at",
+        "finished_at",
+        "request_display",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_resend_permission(self, request):
+        return request.user.has_perm("postbacks.resend_delivery")
+
+    @admin.action(description="Resend the selected deliveries now", permissions=["resend"])
+    def resend(self, request, queryset):
+        count = deliveries_resend(deliveries=queryset)
+        self.message_user(request, f"{count} deliver{'y' if count == 1 else 'ies'} scheduled to be sent again now.")
+
+    @admin.display(description="delivery id", ordering="pk")
+    def short_id(self, delivery: Delivery) -> str:
+        return str(delivery.delivery_id)[:8]
+
+    @admin.display(description="event", ordering="event__name")
+    def event_name(self, delivery: Delivery) -> str:
+        return delivery.event.name
+
+    @admin.display(description="to")
+    def target(self, delivery: Delivery) -> str:
+        partner = delivery.configuration.partner
+        return partner.name if partner else (delivery.configuration.title or "custom")
+
+    @admin.display(description="request (secrets masked)")
+    def request_display(self, delivery: Delivery) -> str:
+        if not delivery.url:
+            return "—"
+        secrets = secret_values(delivery)
+        headers = "\n".join(f"{name}: {value}" for name, value in delivery.headers.items())
+        text = f"{delivery.method} {mask(delivery.url, secrets)}\n{headers}\n\n{_pretty(mask(delivery.body, secrets))}"
+        return _pre(text.strip())

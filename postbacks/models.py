@@ -273,6 +273,7 @@ class Delivery(AccountScoped):
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "deliveries"
+        permissions = [("resend_delivery", "Can resend deliveries")]
         indexes = [
             models.Index(
                 fields=["due_at"],

@@ -29,7 +29,11 @@ READ_ONLY_MODELS = (
     "events.deviceidentifier",
     "events.event",
     "events.click",
+    "postbacks.delivery",
+    "postbacks.attempt",
 )
+# Both roles may send a delivery again; neither may edit one.
+EXTRA_PERMISSIONS = ("postbacks.resend_delivery",)
 
 
 def role_permissions() -> dict[str, list[str]]:
@@ -43,8 +47,8 @@ def role_permissions() -> dict[str, list[str]]:
         f"{model.split('.')[0]}.view_{model.split('.')[1]}" for model in CONFIGURATION_MODELS + READ_ONLY_MODELS
     ]
     return {
-        ACCOUNT_MANAGERS: sorted(set(manage + view_all)),
-        SUPPORT: sorted(view_all),
+        ACCOUNT_MANAGERS: sorted({*manage, *view_all, *EXTRA_PERMISSIONS}),
+        SUPPORT: sorted({*view_all, *EXTRA_PERMISSIONS}),
     }
 
 
