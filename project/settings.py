@@ -104,7 +104,7 @@ REDIS_URL = redis_url("REDIS_URL")
 # django-q2: Redis when REDIS_URL is set, otherwise the ORM broker in the same database.
 # `timeout` must stay below `retry`, or a slow task is handed to a second worker.
 Q_CLUSTER = {
-    "name": "postbacks",
+    "name": env_str("Q_CLUSTER_NAME", "postbacks"),
     "workers": env_int("Q_WORKERS", 2, minimum=1),
     "timeout": 60,
     "retry": 90,

@@ -82,9 +82,7 @@ def test_search_by_delivery_id_and_event_id(client, support, logged):
 def test_support_can_resend_but_not_edit(client, support, logged, receiver):
     failed = Delivery.objects.get(event=logged["event"], status="failed")
     client.force_login(support)
-    client.post(
-        reverse("admin:postbacks_delivery_changelist"), {"action": "resend", "_selected_action": [failed.pk]}
-    )
+    client.post(reverse("admin:postbacks_delivery_changelist"), {"action": "resend", "_selected_action": [failed.pk]})
     failed.refresh_from_db()
     assert failed.status == "scheduled"
     assert client.post(reverse("admin:postbacks_delivery_change", args=[failed.pk]), {}).status_code == 403

@@ -1,0 +1,169 @@
+"""The whole product as it runs: web server, django-q2 cluster and dispatcher in their own
+processes (`manage.py runall`), its own database, a real receiver on 127.0.0.1.
+
+A separately started cluster cannot see pytest-django's test database, so each run makes a
+scratch database: a SQLite file, or a new PostgreSQL database when DATABASE_URL points to one.
+The Redis variant runs when REDIS_URL is set (and must, under CI=true).
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+API_KEY = "pbk_end_to_end_test_key_0123456789"
+EVENTS = 30
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def scratch_env(tmp_path):
+    """Environment for the product's processes, with a database of their own."""
+    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(
+        DEBUG="true",
+        VAR_DIR=str(tmp_path),
+        DJANGO_SETTINGS_MODULE="project.settings",
+        POSTBACK_ALLOW_PRIVATE_DESTINATIONS="true",
+        Q_CLUSTER_NAME=f"e2e{uuid.uuid4().hex[:8]}",
+        LOG_LEVEL="WARNING",
+    )
+    database_url = os.environ.get("DATABASE_URL", "")
+    scratch = None
+    if database_url.startswith(("postgres://", "postgresql://")):
+        parts = urlsplit(database_url)
+        scratch = f"postbacks_e2e_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(
+            host=parts.hostname, port=parts.port or 5432, user=parts.username, dbname="postgres", autocommit=True
+        ) as admin:
+            admin.execute(f'CREATE DATABASE "{scratch}"')
+        env["DATABASE_URL"] = parts._replace(path=f"/{scratch}").geturl()
+    yield env
+    if scratch:
+        with psycopg.connect(
+            host=parts.hostname, port=parts.port or 5432, user=parts.username, dbname="postgres", autocommit=True
+        ) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+
+
+def manage(env, *args, stdin=None):
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, input=stdin, capture_output=True, text=True, check=True
+    )
+
+
+def run_product_and_send_events(env, receiver) -> list:
+    manage(env, "migrate", "-v0")
+    config = {
+        "apps": [
+            {
+                "name": "E2E",
+                "account": "E2E",
+                "platform": "android",
+                "package_name": "com.e2e.app",
+                "api_key": API_KEY,
+                "custom_events": ["purchase"],
+                "postbacks": [
+                    {
+                        "event": "purchase",
+                        "kind": "custom",
+                        "destination_url": receiver.url + "/pb/{event_name}",
+                        "macros": ["event_id", "revenue"],
+                        "retry_attempts": 3,
+                    }
+                ],
+            }
+        ]
+    }
+    manage(env, "import_postbacks", "-", stdin=json.dumps(config))
+    port = free_port()
+    runner = subprocess.Popen(
+        [sys.executable, "manage.py", "runall", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    threading.Thread(target=lambda: output.extend(runner.stdout), daemon=True).start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/schema/", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.3)
+        accepted_at = {}
+        for number in range(EVENTS):
+            body = json.dumps(
+                {
+                    "event_id": f"e2e-{number}",
+                    "event": "purchase",
+                    "device": {"device_id": f"device-{number % 7}"},
+                    "revenue": "1.25",
+                    "currency": "EUR",
+                }
+            ).encode()
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/v1/events",
+                data=body,
+                headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 202
+                assert json.loads(response.read())["postbacks_scheduled"] == 1
+            accepted_at[f"e2e-{number}"] = time.monotonic()
+        received = receiver.wait_for(EVENTS, timeout=60)
+        time.sleep(1)  # anything extra (a duplicate) would arrive now
+        received = list(receiver.received)
+    finally:
+        runner.send_signal(signal.SIGINT)
+        try:
+            runner.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            runner.kill()
+    assert len(received) == EVENTS, "".join(output[-40:])
+    return [(request, accepted_at[request.query["event_id"][0]]) for request in received]
+
+
+def check_deliveries(received) -> None:
+    delivery_ids = {request.headers["x-delivery-id"] for request, _ in received}
+    assert len(delivery_ids) == EVENTS  # every postback once, none twice
+    assert {request.query["event_id"][0] for request, _ in received} == {f"e2e-{n}" for n in range(EVENTS)}
+    assert all(request.path == "/pb/purchase" and request.query["revenue"] == ["1.25"] for request, _ in received)
+    lateness = sorted(request.at - accepted for request, accepted in received)
+    assert lateness[-1] < 10, lateness  # real time: seconds at worst here, on a shared test machine
+
+
+def test_real_time_postbacks_arrive_once_through_the_running_product(scratch_env, receiver):
+    check_deliveries(run_product_and_send_events(scratch_env, receiver))
+
+
+@pytest.mark.redis
+def test_the_same_with_the_redis_broker(scratch_env, receiver):
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        if os.environ.get("CI") == "true":
+            pytest.fail("REDIS_URL must be set under CI=true")
+        pytest.skip("REDIS_URL is not set")
+    scratch_env["REDIS_URL"] = redis_url
+    check_deliveries(run_product_and_send_events(scratch_env, receiver))
