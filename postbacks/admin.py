@@ -2,14 +2,28 @@ from __future__ import annotations
 
 import json
 
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from events.admin_scoping import ScopedModelAdmin
+from events.scoping import visible_to
+from partners.models import Partner
 from postbacks.forms import FIELD_INPUT_PREFIX, PartnerConfigurationForm, PostbackConfigurationForm
 from postbacks.models import Attempt, Delivery, PartnerConfiguration, PostbackConfiguration
 from postbacks.rendering import RenderError, render_postback, sample_values
-from postbacks.sending import deliveries_resend, mask, secret_values
+from postbacks.sending import (
+    deliveries_resend,
+    mask,
+    postback_send_test,
+    secret_values,
+    secret_values_of,
+    verdict_for,
+)
 
 
 @admin.register(PartnerConfiguration)
@@ -67,6 +81,8 @@ class PartnerConfigurationAdmin(ScopedModelAdmin):
 @admin.register(PostbackConfiguration)
 class PostbackConfigurationAdmin(ScopedModelAdmin):
     form = PostbackConfigurationForm
+    change_form_template = "admin/postbacks/postbackconfiguration/change_form.html"
+    audit_masked_fields = ("signing_secret",)
     list_display = [
         "__str__",
         "app",
@@ -99,7 +115,7 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
             ),
             (
                 "Custom postback (your own endpoint)",
-                {"fields": ["destination_url", "method", "macros"]},
+                {"fields": ["destination_url", "method", "macros", "signing_secret"]},
             ),
             ("Delivery", {"fields": ["supply_network_data", "delay_seconds", "retry_attempts"]}),
         ]
@@ -109,6 +125,50 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return ["app", "request_preview"] if obj is not None else []
+
+    def get_urls(self):
+        test_view = self.admin_site.admin_view(self.send_test_view)
+        return [
+            path("<int:object_id>/send-test/", test_view, name="postbacks_postbackconfiguration_send_test"),
+            *super().get_urls(),
+        ]
+
+    def send_test_view(self, request, object_id: int):
+        """Send a sample event's request now and show the partner's answer."""
+        configuration = self.get_object(request, str(object_id))
+        if configuration is None:
+            raise Http404
+        if request.method != "POST" or not request.user.has_perm("postbacks.resend_delivery"):
+            raise PermissionDenied
+        try:
+            sent, exchange = postback_send_test(configuration=configuration)
+        except RenderError as error:
+            sent, exchange, problem = None, None, str(error)
+        else:
+            problem = ""
+        secrets = secret_values_of(configuration)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Test postback: {configuration}",
+            "opts": self.model._meta,
+            "original": configuration,
+            "problem": problem,
+            "request_text": ""
+            if sent is None
+            else mask(
+                f"{sent.method} {sent.url}\n"
+                + "\n".join(f"{name}: {value}" for name, value in sent.headers.items())
+                + (f"\n\n{_pretty(sent.body)}" if sent.body else ""),
+                secrets,
+            ),
+            "exchange": exchange,
+            "verdict": verdict_for(exchange) if exchange else None,
+            "response_headers": ""
+            if exchange is None
+            else "\n".join(f"{name}: {value}" for name, value in exchange.headers.items()),
+            "response_body": "" if exchange is None else _pretty(exchange.body),
+        }
+        return TemplateResponse(request, "admin/postbacks/send_test.html", context)
 
     @admin.display(description="partner", ordering="partner_configuration__partner__name")
     def partner_name(self, postback: PostbackConfiguration) -> str:
@@ -227,9 +287,59 @@ class AttemptInline(admin.StackedInline):
         return _pre(f"HTTP {attempt.response_status}\n{headers}\n\n{_pretty(attempt.response_body)}")
 
 
+class ResendFailedForm(forms.Form):
+    configuration = forms.ModelChoiceField(queryset=PostbackConfiguration.objects.none(), required=False)
+    partner = forms.ModelChoiceField(queryset=Partner.objects.none(), required=False)
+    since = forms.DateTimeField(help_text="UTC, e.g. 2026-11-23 08:00")
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        configurations = visible_to(PostbackConfiguration.objects.select_related("app"), user)
+        self.fields["configuration"].queryset = configurations
+        self.fields["partner"].queryset = Partner.objects.filter(
+            configurations__postbacks__in=configurations
+        ).distinct()
+
+    def clean(self):
+        cleaned = super().clean()
+        if bool(cleaned.get("configuration")) == bool(cleaned.get("partner")):
+            raise forms.ValidationError("Choose either a configuration or a partner.")
+        return cleaned
+
+
 @admin.register(Delivery)
 class DeliveryAdmin(ScopedModelAdmin):
     """The delivery log: read-only; support staff resend from here."""
+
+    change_list_template = "admin/postbacks/delivery/change_list.html"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.resend_failed_view)
+        return [path("resend-failed/", view, name="postbacks_delivery_resend_failed"), *super().get_urls()]
+
+    def resend_failed_view(self, request):
+        """Resend every failed delivery of a configuration or a partner since a time (after an outage)."""
+        if not self.has_resend_permission(request):
+            raise PermissionDenied
+        form = ResendFailedForm(request.POST or None, user=request.user)
+        if request.method == "POST" and form.is_valid():
+            failed = self.get_queryset(request).filter(
+                status=Delivery.Status.FAILED, created_at__gte=form.cleaned_data["since"]
+            )
+            if form.cleaned_data["configuration"]:
+                failed = failed.filter(configuration=form.cleaned_data["configuration"])
+            else:
+                failed = failed.filter(configuration__partner_configuration__partner=form.cleaned_data["partner"])
+            count = deliveries_resend(deliveries=failed)
+            self.message_user(request, f"{count} failed deliver{'y' if count == 1 else 'ies'} scheduled again now.")
+            return HttpResponseRedirect(reverse("admin:postbacks_delivery_changelist") + "?status=scheduled")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Resend failed deliveries",
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/postbacks/delivery/resend_failed.html", context)
 
     list_display = [
         "short_id",

@@ -59,6 +59,7 @@ POSTBACK_KEYS = {
     "delay_seconds",
     "retry_attempts",
     "delivery_method",
+    "signing_secret",
 }
 
 
@@ -141,7 +142,15 @@ def _export_postback(postback: PostbackConfiguration) -> dict[str, Any]:
             "partner_event_name": postback.partner_event_name,
             "delivery_method": postback.delivery_method,
         }
-    return {**common, "destination_url": postback.destination_url, "method": postback.method, "macros": postback.macros}
+    custom = {
+        **common,
+        "destination_url": postback.destination_url,
+        "method": postback.method,
+        "macros": postback.macros,
+    }
+    if postback.signing_secret:
+        custom["signing_secret"] = postback.signing_secret
+    return custom
 
 
 # --- import -----------------------------------------------------------------------------
@@ -454,6 +463,7 @@ class _Importer:
                     destination_url=self.text(item, "destination_url", item_path, required=True),
                     method=self.choice(item, "method", item_path, PostbackConfiguration.Method.values, default="GET"),
                     macros=macros,
+                    signing_secret=self.text(item, "signing_secret", item_path),
                 )
                 existing = (
                     app.postback_configurations.filter(

@@ -111,6 +111,7 @@ class PostbackConfigurationForm(forms.ModelForm):
             "destination_url",
             "method",
             "macros",
+            "signing_secret",
             "supply_network_data",
             "delay_seconds",
             "retry_attempts",
@@ -118,6 +119,11 @@ class PostbackConfigurationForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if "signing_secret" in self.fields:
+            field = self.fields["signing_secret"]
+            field.widget = forms.PasswordInput(render_value=False)
+            if self.instance.signing_secret:
+                field.help_text += " A secret is stored; leave empty to keep it."
         app = _chosen(self, "app", App)
         if app is None:
             return
@@ -136,3 +142,7 @@ class PostbackConfigurationForm(forms.ModelForm):
         if "partner_configuration" in self.fields:
             field = self.fields["partner_configuration"]
             field.queryset = field.queryset.filter(app=app).select_related("partner", "app")
+
+    def clean_signing_secret(self) -> str:
+        # The stored secret is never sent to the browser, so an empty input means "keep it".
+        return self.cleaned_data.get("signing_secret") or self.instance.signing_secret or ""

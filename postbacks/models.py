@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 
 from django.core.exceptions import ValidationError
@@ -228,6 +230,13 @@ class PostbackConfiguration(AccountScoped):
                 refuse("macros", f"Unknown macro {', '.join(unknown)}; see docs/macros.md for the list.")
             if len(set(self.macros)) != len(self.macros):
                 refuse("macros", "A macro is selected twice.")
+        if self.signing_secret:
+            try:
+                key = base64.b64decode(self.signing_secret.removeprefix("whsec_"), validate=True)
+            except (binascii.Error, ValueError):
+                key = b""
+            if not self.signing_secret.startswith("whsec_") or len(key) < 24:
+                refuse("signing_secret", "Use whsec_ followed by base64 of at least 24 random bytes.")
 
 
 class Delivery(AccountScoped):

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import random
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from django.db.models import Min, Q
 
 from postbacks import http
 from postbacks.models import Attempt, Delivery
+from postbacks.rendering import RenderedRequest, render_postback, sample_values
 from project import clock
 
 logger = logging.getLogger("postbacks.delivery")
@@ -230,7 +232,11 @@ def _record(delivery: Delivery, headers: dict[str, str], started: datetime, exch
 
 def secret_values(delivery: Delivery) -> list[str]:
     """Values of the partner's secret network-specific fields, to mask wherever a log shows them."""
-    partner_configuration = delivery.configuration.partner_configuration
+    return secret_values_of(delivery.configuration)
+
+
+def secret_values_of(configuration) -> list[str]:
+    partner_configuration = configuration.partner_configuration
     if partner_configuration is None:
         return []
     names = {field.name for field in partner_configuration.partner.fields.all() if field.is_secret}
@@ -259,3 +265,29 @@ def deliveries_resend(*, deliveries) -> int:
         )
         count += 1
     return count
+
+
+def deliveries_purge(*, older_than: timedelta, chunk: int = 5000) -> int:
+    """Delete finished deliveries (delivered, failed, skipped) created before now - older_than,
+    with their attempts, in chunks so a huge log never locks for long. Returns the count."""
+    cutoff = clock.now() - older_than
+    finished = Delivery.objects.filter(
+        created_at__lt=cutoff,
+        status__in=[Delivery.Status.DELIVERED, Delivery.Status.FAILED, Delivery.Status.SKIPPED],
+    )
+    total = 0
+    while True:
+        ids = list(finished.values_list("pk", flat=True)[:chunk])
+        if not ids:
+            return total
+        Attempt.objects.filter(delivery_id__in=ids).delete()
+        total += Delivery.objects.filter(pk__in=ids).delete()[1].get("postbacks.Delivery", 0)
+
+
+def postback_send_test(*, configuration) -> tuple[RenderedRequest, http.Exchange]:
+    """Send the request a sample event would produce, now, and return what came back.
+    Nothing is stored: a test is not a delivery."""
+    request = render_postback(configuration=configuration, values=sample_values(configuration=configuration))
+    headers = {**request.headers, "X-Delivery-Id": f"test-{uuid.uuid4()}", "X-Postback-Test": "1"}
+    exchange = http.send(method=request.method, url=request.url, headers=headers, body=request.body)
+    return request, exchange

@@ -44,6 +44,8 @@ POSTBACK_ALLOW_PRIVATE_DESTINATIONS = env_bool("POSTBACK_ALLOW_PRIVATE_DESTINATI
 # Per attempt: seconds to connect, then seconds to wait for the response.
 POSTBACK_CONNECT_TIMEOUT = env_int("POSTBACK_CONNECT_TIMEOUT", 5, minimum=1, maximum=60)
 POSTBACK_READ_TIMEOUT = env_int("POSTBACK_READ_TIMEOUT", 10, minimum=1, maximum=60)
+# purge_deliveries deletes finished deliveries (and their attempts) older than this.
+DELIVERY_RETENTION_DAYS = env_int("DELIVERY_RETENTION_DAYS", 30, minimum=1)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -95,3 +95,76 @@ def test_event_page_says_why_each_postback_did_or_did_not_fire(client, support, 
     assert "Delivered" in page and "Failed" in page
     assert "unattributed (organic)" in page  # the certified Network Only postback
     assert "Fires on purchase, not on install." in page
+
+
+def test_send_test_postback_shows_the_response_at_once_and_stores_nothing(
+    client, manager, app, receiver, allow_private
+):
+    postback = factories.make_custom_postback(app, url=receiver.url + "/t", macros=["adid"])
+    receiver.replies = [Reply(status=201, body='{"received":true}')]
+    client.force_login(manager)
+    page = client.get(reverse("admin:postbacks_postbackconfiguration_change", args=[postback.pk])).content.decode()
+    assert "Send test postback" in page
+    response = client.post(reverse("admin:postbacks_postbackconfiguration_send_test", args=[postback.pk]))
+    text = response.content.decode()
+    assert "HTTP 201" in text and "&quot;received&quot;: true" in text and "Delivered" in text
+    request = receiver.wait_for(1)[0]
+    assert request.headers["x-postback-test"] == "1"
+    assert request.query == {"adid": ["38400000-8cf0-11bd-b23e-10b96e40000d"]}
+    assert not Delivery.objects.exists()
+    assert client.get(reverse("admin:postbacks_postbackconfiguration_send_test", args=[postback.pk])).status_code == 403
+
+
+def test_resend_every_failed_delivery_of_a_partner_since_a_time(client, support, logged, app):
+    failed = Delivery.objects.get(event=logged["event"], status="failed")
+    client.force_login(support)
+    url = reverse("admin:postbacks_delivery_resend_failed")
+    assert client.get(url).status_code == 200
+    response = client.post(url, {"configuration": failed.configuration_id, "since": "2026-11-03 09:00"})
+    assert response.status_code == 302
+    failed.refresh_from_db()
+    assert failed.status == "scheduled"
+    other = Delivery.objects.filter(event=logged["other_event"]).first()
+    response = client.post(url, {"configuration": other.configuration_id, "since": "2026-11-03 09:00"})
+    assert "Select a valid choice" in response.content.decode()  # another account's: not even offered
+    assert "Choose either a configuration or a partner" in client.post(url, {"since": "2026-11-03"}).content.decode()
+
+
+def test_signing_secret_is_validated_never_shown_and_kept(client, manager, app):
+    postback = factories.make_custom_postback(app)
+    client.force_login(manager)
+    url = reverse("admin:postbacks_postbackconfiguration_change", args=[postback.pk])
+    data = {
+        "event": "install",
+        "kind": "custom",
+        "status": "active",
+        "destination_url": postback.destination_url,
+        "method": "GET",
+        "delivery_method": "network_only",
+        "delay_seconds": 0,
+        "retry_attempts": 3,
+    }
+    bad = client.post(url, {**data, "signing_secret": "hunter2"})
+    assert "whsec_" in str(bad.context["adminform"].form.errors["signing_secret"])
+    secret = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+    assert client.post(url, {**data, "signing_secret": secret}).status_code == 302
+    assert client.post(url, {**data, "signing_secret": "", "retry_attempts": 4}).status_code == 302
+    postback.refresh_from_db()
+    assert (postback.signing_secret, postback.retry_attempts) == (secret, 4)
+    assert secret not in client.get(url).content.decode()
+    history = client.get(reverse("admin:postbacks_postbackconfiguration_history", args=[postback.pk])).content
+    assert secret.encode() not in history and b"secret, not shown" in history
+
+
+def test_purge_keeps_recent_and_unfinished_deliveries(logged):
+    from datetime import timedelta
+
+    from django.core.management import call_command
+
+    total = Delivery.objects.count()
+    with clock.frozen(T0 + timedelta(days=10)):
+        call_command("purge_deliveries", "--older-than", "30")
+        assert Delivery.objects.count() == total
+        Delivery.objects.filter(event=logged["other_event"]).update(status="scheduled")
+        call_command("purge_deliveries", "--older-than", "1")
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"scheduled"}
