@@ -16,6 +16,7 @@ from partners.models import Partner
 from postbacks.forms import FIELD_INPUT_PREFIX, PartnerConfigurationForm, PostbackConfigurationForm
 from postbacks.models import Attempt, Delivery, PartnerConfiguration, PostbackConfiguration
 from postbacks.rendering import RenderError, render_postback, sample_values
+from postbacks.selectors import WINDOWS, delivery_stats
 from postbacks.sending import (
     deliveries_resend,
     mask,
@@ -24,6 +25,7 @@ from postbacks.sending import (
     secret_values_of,
     verdict_for,
 )
+from project import clock
 
 
 @admin.register(PartnerConfiguration)
@@ -314,8 +316,53 @@ class DeliveryAdmin(ScopedModelAdmin):
     change_list_template = "admin/postbacks/delivery/change_list.html"
 
     def get_urls(self):
-        view = self.admin_site.admin_view(self.resend_failed_view)
-        return [path("resend-failed/", view, name="postbacks_delivery_resend_failed"), *super().get_urls()]
+        resend = self.admin_site.admin_view(self.resend_failed_view)
+        stats = self.admin_site.admin_view(self.stats_view)
+        return [
+            path("resend-failed/", resend, name="postbacks_delivery_resend_failed"),
+            path("stats/", stats, name="postbacks_delivery_stats"),
+            *super().get_urls(),
+        ]
+
+    def stats_view(self, request):
+        """Deliveries, success rate, latency, failures by reason and backlog, per partner or configuration."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        deliveries = self.get_queryset(request)
+        partner_id, configuration_id = request.GET.get("partner"), request.GET.get("configuration")
+        if configuration_id and configuration_id.isdigit():
+            deliveries = deliveries.filter(configuration_id=configuration_id)
+        elif partner_id and partner_id.isdigit():
+            deliveries = deliveries.filter(configuration__partner_configuration__partner_id=partner_id)
+        window = request.GET.get("window", "24h")
+        window = window if window in WINDOWS else "24h"
+        stats = delivery_stats(deliveries=deliveries, since=clock.now() - WINDOWS[window])
+        peak = max([delivered + failed for _, delivered, failed in stats.hourly] or [1])
+        bars = [
+            {
+                "x": index * 14,
+                "delivered": round(80 * delivered / peak),
+                "failed": round(80 * failed / peak),
+                "label": f"{hour:%m-%d %H}:00 UTC: {delivered} delivered, {failed} failed",
+            }
+            for index, (hour, delivered, failed) in enumerate(stats.hourly)
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Delivery statistics",
+            "opts": self.model._meta,
+            "stats": stats,
+            "bars": bars,
+            "chart_width": max(14 * len(bars), 14),
+            "window": window,
+            "windows": list(WINDOWS),
+            "partners": Partner.objects.filter(
+                configurations__postbacks__deliveries__in=self.get_queryset(request)
+            ).distinct(),
+            "partner_id": partner_id or "",
+            "configuration_id": configuration_id or "",
+        }
+        return TemplateResponse(request, "admin/postbacks/delivery/stats.html", context)
 
     def resend_failed_view(self, request):
         """Resend every failed delivery of a configuration or a partner since a time (after an outage)."""

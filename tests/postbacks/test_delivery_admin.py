@@ -1,6 +1,6 @@
 """Support staff answer "what did we send, when, and what did the partner say?" in the admin."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.urls import reverse
@@ -168,3 +168,22 @@ def test_purge_keeps_recent_and_unfinished_deliveries(logged):
         Delivery.objects.filter(event=logged["other_event"]).update(status="scheduled")
         call_command("purge_deliveries", "--older-than", "1")
     assert set(Delivery.objects.values_list("status", flat=True)) == {"scheduled"}
+
+
+def test_statistics_page_per_partner_and_configuration(client, support, logged, partner):
+    client.force_login(support)
+    with clock.frozen(T0 + timedelta(minutes=5)):
+        page = client.get(reverse("admin:postbacks_delivery_stats"))
+    stats = page.context["stats"]
+    assert stats.by_status == {"delivered": 1, "failed": 1, "skipped": 1}  # this account's only
+    assert stats.success_rate == 50.0
+    assert stats.response_p50_ms is not None and stats.backlog == 0
+    assert stats.failures_by_reason == [("HTTP 404: the receiver refused it, not retried", 1)]
+    assert [(delivered, failed) for _, delivered, failed in stats.hourly] == [(1, 1)]
+    assert "<svg" in page.content.decode()
+    configuration = Delivery.objects.get(event=logged["event"], status="delivered").configuration_id
+    with clock.frozen(T0 + timedelta(minutes=5)):
+        one = client.get(reverse("admin:postbacks_delivery_stats"), {"configuration": configuration})
+        by_partner = client.get(reverse("admin:postbacks_delivery_stats"), {"partner": partner.pk})
+    assert one.context["stats"].by_status == {"delivered": 1}
+    assert by_partner.context["stats"].by_status == {"skipped": 1}
