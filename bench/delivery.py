@@ -1,0 +1,190 @@
+"""Benchmark of delivery: the real pipeline (PostgreSQL, Redis broker, dispatcher, django-q2
+workers, every attempt logged) against a fast local receiver, beside a bare requests loop.
+
+    .venv/bin/python bench/delivery.py [--deliveries 10000] [--rate 200] [--seconds 15]
+
+Prints, in one run:
+  ceiling     a bare requests.Session loop to the same receiver (the HTTP client's own rate)
+  throughput  postbacks delivered per second, draining a backlog of --deliveries
+  slow host   the same while 10 % of the deliveries go to a destination that hangs 10 s
+  latency     API 202 → arrival at the receiver, at --rate events/s of real-time postbacks
+Targets (docs/performance.md): ≥ 1,000/s; slow host costs ≤ 20 %; real-time p99 < 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.ingest import PYTHON, ROOT, django_env, free_port, scratch_database
+
+
+def shell(env, script: str) -> str:
+    return subprocess.run(
+        [PYTHON, "manage.py", "shell", "-c", script], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def start(env, *args) -> subprocess.Popen:
+    return subprocess.Popen(
+        [PYTHON, *args], cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def stop(*processes) -> None:
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def arrivals(log: Path) -> list[tuple[float, str]]:
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [(float(stamp), path) for stamp, path in (line.split(" ", 1) for line in lines)]
+
+
+def ceiling(url: str, seconds: float = 5) -> float:
+    session = requests.Session()
+    count, deadline = 0, time.monotonic() + seconds
+    started = time.monotonic()
+    while time.monotonic() < deadline:
+        session.get(url, params={"event_id": f"ceiling-{count}"}, timeout=5)
+        count += 1
+    return count / (time.monotonic() - started)
+
+
+def drain(env, database_url: str, spec: dict, log: Path, prefix: str) -> float:
+    """Ingest a backlog with the workers stopped, then start them and time the drain."""
+    spec_file = Path(tempfile.mkstemp(suffix=".json")[1])
+    spec_file.write_text(json.dumps(spec))
+    shell(env, f"from bench.delivery_setup import load; load({str(spec_file)!r})")
+    expected = sum(app["events"] for app in spec["apps"] if "/slow" not in app["url"])
+    round_tag = f"-{spec['round']}-"  # event ids are <app>-<round>-<n>
+    cluster, dispatcher = start(env, "manage.py", "qcluster"), start(env, "manage.py", "dispatch_postbacks")
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            fast = [stamp for stamp, path in arrivals(log) if path.startswith(prefix) and round_tag in path]
+            if len(fast) >= expected:
+                break
+            time.sleep(0.5)
+    finally:
+        stop(dispatcher, cluster)
+    fast.sort()
+    return (len(fast) - 1) / (fast[-1] - fast[0]) if len(fast) > 1 else 0.0
+
+
+def latency(env, port_api: int, key: str, rate: float, seconds: float, log: Path) -> tuple[float, float, int]:
+    web = start(env, "-m", "gunicorn", "project.wsgi", "-w", "2", "-b", f"127.0.0.1:{port_api}")
+    cluster, dispatcher = start(env, "manage.py", "qcluster"), start(env, "manage.py", "dispatch_postbacks")
+    accepted: dict[str, float] = {}
+    try:
+        time.sleep(4)  # let every process start
+        interval, next_send = 1 / rate, time.monotonic()
+        for number in range(int(rate * seconds)):
+            next_send += interval
+            body = json.dumps(
+                {"event_id": f"live-{number}", "event": "purchase", "device": {"device_id": f"x{number}"}}
+            )
+            connection = http.client.HTTPConnection("127.0.0.1", port_api, timeout=10)
+            connection.request(
+                "POST", "/api/v1/events", body, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+            )
+            if connection.getresponse().status == 202:
+                accepted[f"live-{number}"] = time.time()
+            connection.close()
+            time.sleep(max(0.0, next_send - time.monotonic()))
+        time.sleep(5)
+    finally:
+        stop(dispatcher, cluster, web)
+    arrived = {path.split("event_id=")[1]: stamp for stamp, path in arrivals(log) if "event_id=live-" in path}
+    waits = sorted(arrived[event_id] - at for event_id, at in accepted.items() if event_id in arrived)
+    if not waits:
+        return float("nan"), float("nan"), 0
+    return statistics.median(waits), waits[min(len(waits) - 1, int(len(waits) * 0.99))], len(accepted) - len(waits)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--server", default=os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/"))
+    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/14"))
+    parser.add_argument("--deliveries", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--seconds", type=float, default=15)
+    args = parser.parse_args()
+
+    database_url = scratch_database(args.server, "postbacks_bench_delivery")
+    env = django_env(database_url)
+    env.update(REDIS_URL=args.redis, Q_CLUSTER_NAME="benchdelivery", POSTBACK_ALLOW_PRIVATE_DESTINATIONS="true")
+    subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    log = Path(tempfile.mkstemp(suffix=".log")[1])
+    port = free_port()
+    receiver = start(env, "bench/receiver.py", str(port), str(log))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        time.sleep(1)
+        client_ceiling = ceiling(base + "/ceiling")
+        throughput = drain(
+            env,
+            database_url,
+            {"round": 1, "apps": [{"name": "Fast", "url": base + "/fast", "events": args.deliveries}]},
+            log,
+            "/fast",
+        )
+        with_slow = drain(
+            env,
+            database_url,
+            {
+                "round": 2,
+                "apps": [
+                    {"name": "Fast", "url": base + "/fast", "events": args.deliveries},
+                    {"name": "Slow", "url": base + "/slow", "events": args.deliveries // 10},
+                ],
+            },
+            log,
+            "/fast",
+        )
+        key = shell(
+            env,
+            "from events.models import App; from events.services import app_issue_api_key; "
+            "print(app_issue_api_key(app=App.objects.get(name='Fast')))",
+        ).split()[-1]
+        with psycopg.connect(database_url) as connection:
+            connection.execute("DELETE FROM postbacks_delivery WHERE url LIKE '%/slow%'")
+        p50, p99, lost = latency(env, free_port(), key, args.rate, args.seconds, log)
+    finally:
+        stop(receiver)
+    print(
+        f"PostgreSQL, Redis broker, {env.get('Q_WORKERS', '2')} django-q2 workers, 1 dispatcher; {os.cpu_count()} cores"
+    )
+    print(f"bare requests.Session loop (client ceiling):        {client_ceiling:8.0f} requests/s")
+    label = f"pipeline, {args.deliveries} deliveries, attempts logged:"
+    print(f"{label:51} {throughput:8.0f} postbacks/s  (target >= 1,000)")
+    change = (with_slow / throughput - 1) * 100 if throughput else float("nan")
+    label = "same, with 10 % to a destination hanging 10 s:"
+    print(f"{label:51} {with_slow:8.0f} postbacks/s  ({change:+.0f} %; target >= -20 %)")
+    print(
+        f"real time at {args.rate:.0f} events/s: API 202 -> arrival p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms "
+        f"(target p99 < 1,000 ms); not arrived: {lost}"
+    )
+
+
+if __name__ == "__main__":
+    main()
