@@ -99,14 +99,18 @@ def standard_webhooks_signature(*, secret: str, message_id: str, timestamp: int,
 # --- claiming ---------------------------------------------------------------------------
 
 
+def due_filter(now: datetime) -> Q:
+    """Deliveries due for an attempt: scheduled and due, or claimed by a worker whose lease ran out."""
+    return Q(status=Delivery.Status.SCHEDULED, due_at__lte=now) | Q(
+        status=Delivery.Status.SENDING, lease_expires_at__lt=now
+    )
+
+
 def deliveries_claim(*, limit: int) -> list[int]:
     """Take up to `limit` due deliveries (and any whose lease ran out) for sending."""
     now = clock.now()
-    due = Q(status=Delivery.Status.SCHEDULED, due_at__lte=now) | Q(
-        status=Delivery.Status.SENDING, lease_expires_at__lt=now
-    )
     with transaction.atomic():
-        candidates = Delivery.objects.filter(due).order_by("due_at")
+        candidates = Delivery.objects.filter(due_filter(now)).order_by("due_at")
         if connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True)
         ids = list(candidates.values_list("pk", flat=True)[:limit])
@@ -118,10 +122,7 @@ def deliveries_claim(*, limit: int) -> list[int]:
 def backlog() -> tuple[int, float]:
     """Deliveries due now and not sent, and the age in seconds of the oldest (0 when none)."""
     now = clock.now()
-    due = Delivery.objects.filter(
-        Q(status=Delivery.Status.SCHEDULED, due_at__lte=now)
-        | Q(status=Delivery.Status.SENDING, lease_expires_at__lt=now)
-    )
+    due = Delivery.objects.filter(due_filter(now))
     summary = due.aggregate(oldest=Min("due_at"))
     count = due.count()
     oldest = summary["oldest"]
