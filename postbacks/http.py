@@ -7,6 +7,7 @@ that passed validation when it was saved cannot later reach a private address th
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -83,17 +84,15 @@ _host_slots: dict[str, threading.BoundedSemaphore] = {}
 _host_slots_lock = threading.Lock()
 
 
-def _session() -> requests.Session:
-    """One pooled session per thread (requests sessions are not guaranteed thread-safe)."""
-    session = getattr(_local, "session", None)
-    if session is None:
-        session = requests.Session()
-        session.trust_env = False  # no proxies or netrc from the environment
+def _adapter() -> _GuardedAdapter:
+    """One connection-pooling adapter per thread. Requests go straight to it rather than through
+    a Session: no cookie jar carries one partner's cookies into the next postback, no proxy or
+    netrc settings come from the environment, and the per-request cost halves."""
+    adapter = getattr(_local, "adapter", None)
+    if adapter is None:
         adapter = _GuardedAdapter(pool_connections=64, pool_maxsize=HOST_CONCURRENCY, max_retries=0)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        _local.session = session
-    return session
+        _local.adapter = adapter
+    return adapter
 
 
 @contextmanager
@@ -130,14 +129,20 @@ def send(*, method: str, url: str, headers: dict[str, str], body: str) -> Exchan
 
     try:
         with _host_slot(host):
-            response = _session().request(
-                method,
-                url,
+            prepared = requests.PreparedRequest()
+            prepared.prepare(
+                method=method,
+                url=url,
+                headers={"User-Agent": USER_AGENT, "Accept": "*/*", **headers},
                 data=body.encode() if body else None,
-                headers={"User-Agent": USER_AGENT, **headers},
-                timeout=(settings.POSTBACK_CONNECT_TIMEOUT, settings.POSTBACK_READ_TIMEOUT),
-                allow_redirects=False,
+            )
+            # An adapter never follows redirects: only a Session does.
+            response = _adapter().send(
+                prepared,
                 stream=True,
+                timeout=(settings.POSTBACK_CONNECT_TIMEOUT, settings.POSTBACK_READ_TIMEOUT),
+                verify=True,
+                proxies={},
             )
             try:
                 content = response.raw.read(MAX_RESPONSE_BYTES, decode_content=True) or b""
@@ -168,5 +173,7 @@ def _short(error: BaseException, prefix: str) -> str:
             text = text[text.index(marker) :]
             break
     text = text.split("'))")[0].rstrip("')\"")
+    # urllib3 names the path and query it gave up on; a query may carry a partner's token.
+    text = re.sub(r"with url: \S+", "with url: (see the request)", text)
     message = text if text.startswith(prefix) else f"{prefix}: {text}"
     return message[:500]

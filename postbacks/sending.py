@@ -12,6 +12,8 @@ import base64
 import hashlib
 import hmac
 import logging
+import math
+import os
 import random
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -20,11 +22,12 @@ from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Min, Q
 
 from postbacks import http
-from postbacks.models import Attempt, Delivery
+from postbacks.models import Attempt, Delivery, PostbackConfiguration
 from postbacks.rendering import RenderedRequest, render_postback, sample_values
 from project import clock
 
@@ -33,8 +36,8 @@ logger = logging.getLogger("postbacks.delivery")
 RETRY_SCHEDULE = (30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200, 86400)
 JITTER = 0.2
 MIN_WAIT_AFTER_429 = 60
-LEASE = timedelta(seconds=120)  # longer than a batch can take (timeouts 5 s + 10 s, bounded waves)
 SEND_THREADS = 16
+LEASE_MARGIN = timedelta(seconds=10)  # for the database writes after the last request
 RETRYABLE_STATUSES = {408, 429}
 MASK = "••••"
 SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "x-api-key"}
@@ -106,17 +109,56 @@ def due_filter(now: datetime) -> Q:
     )
 
 
-def deliveries_claim(*, limit: int) -> list[int]:
+def lease_duration() -> timedelta:
+    """Longer than a batch can take: every delivery of a batch may go to one hanging host, which
+    takes HOST_CONCURRENCY at a time, each for the connect and read timeouts."""
+    waves = math.ceil(settings.POSTBACK_BATCH_SIZE / http.HOST_CONCURRENCY)
+    per_request = settings.POSTBACK_CONNECT_TIMEOUT + settings.POSTBACK_READ_TIMEOUT
+    return timedelta(seconds=waves * per_request) + LEASE_MARGIN
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Deliveries taken for sending. `lease` (the lease_expires_at written) identifies the claim:
+    once another worker has taken the rows over, it no longer matches and they are not sent."""
+
+    ids: list[int]
+    lease: datetime
+
+    def batches(self, size: int) -> list[Claim]:
+        return [Claim(ids=self.ids[start : start + size], lease=self.lease) for start in range(0, len(self.ids), size)]
+
+
+def deliveries_claim(*, limit: int) -> Claim:
     """Take up to `limit` due deliveries (and any whose lease ran out) for sending."""
     now = clock.now()
+    lease = now + lease_duration()
     with transaction.atomic():
         candidates = Delivery.objects.filter(due_filter(now)).order_by("due_at")
         if connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True)
         ids = list(candidates.values_list("pk", flat=True)[:limit])
         if ids:
-            Delivery.objects.filter(pk__in=ids).update(status=Delivery.Status.SENDING, lease_expires_at=now + LEASE)
-    return ids
+            Delivery.objects.filter(pk__in=ids).update(status=Delivery.Status.SENDING, lease_expires_at=lease)
+    return Claim(ids=ids, lease=lease)
+
+
+def _claim_renew(claim: Claim) -> list[Delivery]:
+    """The claimed deliveries this worker still holds, with a fresh lease for the sending.
+    A claim that waited in the queue past its lease may have been taken over (and sent) by
+    another worker: those rows are left alone, so nothing is sent twice at once."""
+    with transaction.atomic():
+        held = list(
+            Delivery.objects.select_for_update()
+            .filter(pk__in=claim.ids, status=Delivery.Status.SENDING, lease_expires_at=claim.lease)
+            .order_by("pk")
+        )
+        if held:
+            lease = clock.now() + lease_duration()
+            Delivery.objects.filter(pk__in=[delivery.pk for delivery in held]).update(lease_expires_at=lease)
+            for delivery in held:
+                delivery.lease_expires_at = lease
+    return held
 
 
 def backlog() -> tuple[int, float]:
@@ -132,15 +174,20 @@ def backlog() -> tuple[int, float]:
 # --- sending ----------------------------------------------------------------------------
 
 
-def deliveries_send(*, ids: list[int]) -> dict[str, int]:
-    """Send claimed deliveries concurrently and record every attempt. Returns outcome counts."""
-    deliveries = list(
-        Delivery.objects.filter(pk__in=ids, status=Delivery.Status.SENDING).select_related(
-            "configuration__partner_configuration__partner", "app"
-        )
-    )
+def deliveries_send(*, claim: Claim) -> dict[str, int]:
+    """Send claimed deliveries concurrently and record every attempt. Returns outcome counts.
+
+    The writes are batched: one INSERT for all attempts, and one UPDATE per group of
+    deliveries that end the same way (retries, whose due times are jittered, one each)."""
+    deliveries = _claim_renew(claim)
     if not deliveries:
         return {}
+    # A batch holds few configurations: load each once rather than join it to every row.
+    configurations = PostbackConfiguration.objects.select_related("partner_configuration__partner").in_bulk(
+        {delivery.configuration_id for delivery in deliveries}
+    )
+    for delivery in deliveries:
+        delivery.configuration = configurations[delivery.configuration_id]
     prepared = [(delivery, _headers_for(delivery)) for delivery in deliveries]
 
     def exchange(item):
@@ -148,13 +195,33 @@ def deliveries_send(*, ids: list[int]) -> dict[str, int]:
         started = clock.now()
         return started, http.send(method=delivery.method, url=delivery.url, headers=headers, body=delivery.body)
 
-    with ThreadPoolExecutor(max_workers=min(SEND_THREADS, len(prepared))) as pool:
-        results = list(pool.map(exchange, prepared))
-    counts: dict[str, int] = {}
+    results = list(_send_pool().map(exchange, prepared))
+    now = clock.now()
+    secrets_by_configuration: dict[int, list[str]] = {}
+    outcomes = []
     for (delivery, headers), (started, result) in zip(prepared, results, strict=True):
-        outcome = _record(delivery, headers, started, result)
-        counts[outcome] = counts.get(outcome, 0) + 1
+        if delivery.configuration_id not in secrets_by_configuration:
+            secrets_by_configuration[delivery.configuration_id] = secret_values(delivery)
+        secrets = secrets_by_configuration[delivery.configuration_id]
+        outcomes.append(_outcome(delivery, headers, started, result, now=now, secrets=secrets))
+    _outcomes_save(outcomes)
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.attempt.outcome] = counts.get(outcome.attempt.outcome, 0) + 1
+        _log_attempt(outcome)
     return counts
+
+
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _send_pool() -> ThreadPoolExecutor:
+    """One long-lived pool per process (threads do not survive django-q2's fork; starting
+    them for every batch cost more than the sending)."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="postback-send"))
+    return _pool[1]
 
 
 def _headers_for(delivery: Delivery) -> dict[str, str]:
@@ -175,16 +242,29 @@ def _headers_for(delivery: Delivery) -> dict[str, str]:
     return headers
 
 
-def _record(delivery: Delivery, headers: dict[str, str], started: datetime, exchange: http.Exchange) -> str:
+@dataclass
+class _Outcome:
+    delivery: Delivery
+    attempt: Attempt
+    changes: dict  # what the delivery row becomes
+
+
+def _outcome(
+    delivery: Delivery,
+    headers: dict[str, str],
+    started: datetime,
+    exchange: http.Exchange,
+    *,
+    now: datetime,
+    secrets: list[str],
+) -> _Outcome:
     verdict = verdict_for(exchange)
     number = delivery.attempts + 1
     outcome, message = verdict.outcome, verdict.message
     if outcome == Attempt.Outcome.RETRY and number >= delivery.max_attempts:
         outcome = Attempt.Outcome.FAILED
         message = f"{message}; gave up after {number} attempt{'s' if number > 1 else ''}"
-    secrets = secret_values(delivery)
-    now = clock.now()
-    Attempt.objects.create(
+    attempt = Attempt(
         delivery=delivery,
         number=number,
         started_at=started,
@@ -198,13 +278,13 @@ def _record(delivery: Delivery, headers: dict[str, str], started: datetime, exch
         response_status=exchange.status,
         response_headers=exchange.headers,
         response_body=exchange.body,
-        error=message[:500],
+        error=mask(message, secrets)[:500],
         outcome=outcome,
     )
     changes: dict = {
         "attempts": number,
         "last_status_code": exchange.status,
-        "last_error": message[:500],
+        "last_error": attempt.error,
         "lease_expires_at": None,
     }
     if outcome == Attempt.Outcome.DELIVERED:
@@ -214,21 +294,41 @@ def _record(delivery: Delivery, headers: dict[str, str], started: datetime, exch
         changes.update(status=Delivery.Status.SCHEDULED, due_at=now + wait)
     else:
         changes.update(status=Delivery.Status.FAILED, finished_at=now, due_at=None)
-    # Only the holder of the lease writes the outcome; a reclaimed delivery keeps its new owner's.
-    Delivery.objects.filter(
-        pk=delivery.pk, status=Delivery.Status.SENDING, lease_expires_at=delivery.lease_expires_at
-    ).update(**changes)
+    return _Outcome(delivery=delivery, attempt=attempt, changes=changes)
+
+
+def _outcomes_save(outcomes: list[_Outcome]) -> None:
+    # Only the holder of the lease writes the outcome; a reclaimed delivery keeps its new
+    # owner's. Deliveries claimed together share their lease, so groups stay few.
+    groups: dict[tuple, list[int]] = {}
+    for outcome in outcomes:
+        key = (outcome.delivery.lease_expires_at, *sorted(outcome.changes.items()))
+        groups.setdefault(key, []).append(outcome.delivery.pk)
+    with transaction.atomic():
+        Attempt.objects.bulk_create([outcome.attempt for outcome in outcomes])
+        for (lease, *changes), pks in groups.items():
+            Delivery.objects.filter(pk__in=pks, status=Delivery.Status.SENDING, lease_expires_at=lease).update(
+                **dict(changes)
+            )
+
+
+def _log_attempt(outcome: _Outcome) -> None:
+    delivery, attempt = outcome.delivery, outcome.attempt
+    partner = delivery.configuration.partner
     logger.info(
         "postback attempt",
         extra={
             "delivery_id": str(delivery.delivery_id),
-            "partner": delivery.configuration.partner.slug if delivery.configuration.partner else "custom",
-            "status": exchange.status,
-            "outcome": outcome,
-            "duration_ms": exchange.duration_ms,
+            "app": delivery.app_id,
+            "partner": partner.slug if partner else "custom",
+            "configuration": delivery.configuration_id,
+            "attempt": attempt.number,
+            "status": attempt.response_status,
+            "outcome": attempt.outcome,
+            "duration_ms": attempt.duration_ms,
+            "error": attempt.error,
         },
     )
-    return outcome
 
 
 def secret_values(delivery: Delivery) -> list[str]:

@@ -1,7 +1,9 @@
 """django-q2 tasks: thin wrappers around the sending service."""
 
-from postbacks.sending import deliveries_send
+from datetime import datetime
+
+from postbacks.sending import Claim, deliveries_send
 
 
-def send_deliveries(ids: list[int]) -> None:
-    deliveries_send(ids=ids)
+def send_deliveries(ids: list[int], lease: str) -> None:
+    deliveries_send(claim=Claim(ids=ids, lease=datetime.fromisoformat(lease)))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from project.env import database_from_url, env_bool, env_int, env_list, env_str, redis_url, sqlite_database
+from project.env import database_from_url, env_bool, env_choice, env_int, env_list, env_str, redis_url, sqlite_database
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -44,6 +44,9 @@ POSTBACK_ALLOW_PRIVATE_DESTINATIONS = env_bool("POSTBACK_ALLOW_PRIVATE_DESTINATI
 # Per attempt: seconds to connect, then seconds to wait for the response.
 POSTBACK_CONNECT_TIMEOUT = env_int("POSTBACK_CONNECT_TIMEOUT", 5, minimum=1, maximum=60)
 POSTBACK_READ_TIMEOUT = env_int("POSTBACK_READ_TIMEOUT", 10, minimum=1, maximum=60)
+# Deliveries a worker task sends together; a worker killed mid-batch delays them by the lease
+# (batch / 8 per host, times the two timeouts + 10 s: 205 s with the defaults).
+POSTBACK_BATCH_SIZE = env_int("POSTBACK_BATCH_SIZE", 100, minimum=1, maximum=1000)
 # purge_deliveries deletes finished deliveries (and their attempts) older than this.
 DELIVERY_RETENTION_DAYS = env_int("DELIVERY_RETENTION_DAYS", 30, minimum=1)
 
@@ -179,7 +182,15 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "formatters": {
+        "plain": {"()": "project.logs.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "project.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": env_choice("LOG_FORMAT", "plain", ("plain", "json"))}
+    },
+    "root": {
+        "handlers": ["console"],
+        "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), upper=True),
+    },
 }

@@ -35,7 +35,7 @@ def logged(app, other_app, partner, receiver, allow_private):
             )
             made[prefix + "event"] = event_ingest(app=target, data=data).event
             if not prefix:
-                deliveries_send(ids=deliveries_claim(limit=10))
+                deliveries_send(claim=deliveries_claim(limit=10))
     return made
 
 

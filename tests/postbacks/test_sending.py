@@ -3,7 +3,10 @@
 import base64
 import hashlib
 import hmac
+import json
+import logging
 import random
+import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,15 +14,16 @@ import pytest
 from events.services import EventInput
 from postbacks.models import Attempt, Delivery
 from postbacks.sending import (
-    LEASE,
     RETRY_SCHEDULE,
     deliveries_claim,
     deliveries_resend,
     deliveries_send,
+    lease_duration,
     retry_delay,
 )
 from project import clock
 from project.ingest import event_ingest
+from project.logs import JsonFormatter, PlainFormatter
 from tests import factories
 from tests.receiver import Reply
 
@@ -47,7 +51,7 @@ def ingest(app, event_id="e1", name="install"):
 
 
 def send_due() -> dict:
-    return deliveries_send(ids=deliveries_claim(limit=100))
+    return deliveries_send(claim=deliveries_claim(limit=100))
 
 
 @pytest.fixture
@@ -199,10 +203,11 @@ def test_secrets_are_masked_in_the_attempt_log(app, partner, receiver, allow_pri
 def test_a_lost_worker_only_delays_the_delivery(app, postback, receiver, frozen):
     ingest(app)
     claimed = deliveries_claim(limit=10)
-    assert claimed and deliveries_claim(limit=10) == []  # nobody else gets it while leased
-    frozen.advance(LEASE + timedelta(seconds=1))  # the worker died without a word
-    assert deliveries_claim(limit=10) == claimed
-    assert deliveries_send(ids=claimed) == {"delivered": 1}
+    assert claimed.ids and deliveries_claim(limit=10).ids == []  # nobody else gets it while leased
+    frozen.advance(lease_duration() + timedelta(seconds=1))  # the worker died without a word
+    reclaimed = deliveries_claim(limit=10)
+    assert reclaimed.ids == claimed.ids
+    assert deliveries_send(claim=reclaimed) == {"delivered": 1}
     assert len(receiver.wait_for(1)) == 1
     assert Delivery.objects.get().attempts == 1
 
@@ -210,11 +215,31 @@ def test_a_lost_worker_only_delays_the_delivery(app, postback, receiver, frozen)
 def test_a_stale_worker_cannot_overwrite_the_new_owners_outcome(app, postback, receiver, frozen):
     ingest(app)
     first = deliveries_claim(limit=10)
-    frozen.advance(LEASE + timedelta(seconds=1))
+    frozen.advance(lease_duration() + timedelta(seconds=1))
     second = deliveries_claim(limit=10)
-    assert deliveries_send(ids=second) == {"delivered": 1}
-    assert deliveries_send(ids=first) == {}  # the old claim is gone: nothing sent twice
+    assert deliveries_send(claim=second) == {"delivered": 1}
+    assert deliveries_send(claim=first) == {}  # the old claim is gone: nothing sent twice
     assert len(receiver.wait_for(2, timeout=0.5)) == 1
+
+
+def test_a_claim_that_waited_past_its_lease_is_not_sent_beside_its_new_owner(app, postback, receiver, frozen):
+    ingest(app)
+    stale = deliveries_claim(limit=10)  # queued behind a slow batch while its lease ran out
+    frozen.advance(lease_duration() + timedelta(seconds=1))
+    taken_over = deliveries_claim(limit=10)
+    assert taken_over.ids == stale.ids
+    assert deliveries_send(claim=stale) == {}  # the new owner has not finished: still not sent twice
+    assert deliveries_send(claim=taken_over) == {"delivered": 1}
+    assert len(receiver.wait_for(2, timeout=0.5)) == 1
+
+
+def test_a_claim_taken_up_late_but_not_taken_over_is_still_sent(app, postback, receiver, frozen):
+    ingest(app)
+    claim = deliveries_claim(limit=10)
+    frozen.advance(lease_duration() + timedelta(seconds=1))  # nobody reclaimed it meanwhile
+    assert deliveries_send(claim=claim) == {"delivered": 1}
+    assert deliveries_claim(limit=10).ids == []  # the renewed lease keeps it from being reclaimed
+    assert len(receiver.wait_for(1)) == 1
 
 
 def test_resend_sends_a_failed_delivery_again_with_its_id(app, receiver, allow_private, frozen):
@@ -240,3 +265,36 @@ def test_retry_schedule_has_jitter_and_bounds():
     http_date = "Mon, 02 Nov 2026 09:00:45 GMT"
     with clock.frozen(T0):
         assert 45 - 0.01 <= retry_delay(retry_number=1, retry_after=http_date, rng=rng).total_seconds() <= 72
+
+
+def test_every_attempt_is_logged_with_its_fields_and_without_secrets(
+    app, partner, receiver, allow_private, frozen, caplog
+):
+    partner.templates.filter(event="install").update(url_template=receiver.url + "/p/{fields.app_id}")
+    config = factories.make_partner_configuration(app, partner, app_id="4242", token="s3cr3t-token")
+    postback = factories.make_certified_postback(config, delivery_method="all")
+    receiver.replies = [Reply(status=503)]
+    ingest(app)
+    with caplog.at_level(logging.INFO, logger="postbacks.delivery"):
+        send_due()
+    [record] = [record for record in caplog.records if record.name == "postbacks.delivery"]
+    line = json.loads(JsonFormatter().format(record))
+    delivery = Delivery.objects.get()
+    assert line["message"] == "postback attempt"
+    assert line["delivery_id"] == str(delivery.delivery_id)
+    assert line["partner"] == partner.slug and line["configuration"] == postback.pk
+    assert line["status"] == 503 and line["outcome"] == "retry" and line["attempt"] == 1
+    assert isinstance(line["duration_ms"], int)
+    assert "s3cr3t-token" not in json.dumps(line) and "s3cr3t-token" not in PlainFormatter().format(record)
+
+
+def test_a_connection_error_does_not_put_the_query_into_the_log(app, allow_private, frozen):
+    with socket.socket() as closed:  # a port with nothing listening: connection refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    factories.make_custom_postback(app, url=f"http://127.0.0.1:{port}/pb?token=s3cr3t-token", retry_attempts=0)
+    ingest(app)
+    send_due()
+    attempt = Attempt.objects.get()
+    assert attempt.response_status is None and "Connection failed" in attempt.error
+    assert "s3cr3t-token" not in attempt.error

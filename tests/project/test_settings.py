@@ -87,6 +87,9 @@ def test_database_and_redis_urls_switch_to_production_setup(tmp_path):
         ({"POSTBACK_ALLOW_PRIVATE_DESTINATIONS": "sometimes"}, "is not a boolean"),
         ({"ALLOWED_HOSTS": "a.example.com,,b.example.com"}, "has an empty item"),
         ({"Q_WORKERS": "two"}, "is not a whole number"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml' is not one of: plain, json"),
+        ({"LOG_LEVEL": "loud"}, "is not one of: DEBUG, INFO"),
+        ({"POSTBACK_BATCH_SIZE": "0"}, "below the minimum of 1"),
     ],
 )
 def test_bad_values_fail_loudly(tmp_path, env, message):

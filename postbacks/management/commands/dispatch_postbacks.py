@@ -16,7 +16,6 @@ from postbacks.sending import backlog, deliveries_claim
 
 logger = logging.getLogger("postbacks.dispatcher")
 
-BATCH_SIZE = 50
 IDLE_SLEEP = 0.2
 BACKLOG_LOG_EVERY = 30.0
 
@@ -45,10 +44,11 @@ class Command(BaseCommand):
             queued = broker.queue_size() or 0
             claimed = 0
             if queued < max_queued:
-                ids = deliveries_claim(limit=BATCH_SIZE * (max_queued - queued))
-                claimed = len(ids)
-                for start in range(0, len(ids), BATCH_SIZE):
-                    async_task("postbacks.tasks.send_deliveries", ids[start : start + BATCH_SIZE], save=False)
+                batch_size = settings.POSTBACK_BATCH_SIZE
+                claim = deliveries_claim(limit=batch_size * (max_queued - queued))
+                claimed = len(claim.ids)
+                for batch in claim.batches(batch_size):
+                    async_task("postbacks.tasks.send_deliveries", batch.ids, batch.lease.isoformat(), save=False)
             if time.monotonic() - last_report > BACKLOG_LOG_EVERY:
                 count, age = backlog()
                 logger.info("backlog: %d due, oldest %.1f s", count, age)
