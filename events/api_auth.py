@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from django.conf import settings
@@ -13,6 +14,9 @@ from events.app_cache import app_for_key
 from events.models import App
 
 INVALID_KEY = "Missing or invalid API key."
+
+
+logger = logging.getLogger(__name__)
 
 
 class AppPrincipal:
@@ -52,16 +56,24 @@ class PerAppKeyRateThrottle(throttling.BaseThrottle):
             return True
         window = int(time.time() // 60)
         key = f"api-rate:{request.auth.pk}:{window}"
-        if cache.add(key, 1, timeout=120):
-            count = 1
-        else:
-            try:
-                count = cache.incr(key)
-            except ValueError:  # expired between add and incr
-                cache.add(key, 1, timeout=120)
-                count = 1
+        try:
+            count = self._count(key)
+        except Exception:
+            # The cache (Redis) is away: keep accepting events rather than refuse them all.
+            logger.warning("rate limit not checked: the cache is unreachable", exc_info=True)
+            return True
         self.retry_after = 60 - int(time.time() % 60)
         return count <= limit
+
+    @staticmethod
+    def _count(key: str) -> int:
+        if cache.add(key, 1, timeout=120):
+            return 1
+        try:
+            return cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.add(key, 1, timeout=120)
+            return 1
 
     def wait(self):
         return getattr(self, "retry_after", 60)

@@ -17,6 +17,7 @@ class Received:
     headers: dict[str, str]
     body: str
     at: float
+    peer_port: int = 0  # the sender's port: which process sent it (tests.product.pid_holding_connection)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Receiver:
                             headers={key.lower(): value for key, value in self.headers.items()},
                             body=body,
                             at=time.monotonic(),
+                            peer_port=self.client_address[1],
                         )
                     )
                     reply = receiver.replies.pop(0) if receiver.replies else receiver.default

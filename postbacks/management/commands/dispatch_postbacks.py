@@ -9,6 +9,7 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.db import connection
 from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
@@ -17,6 +18,7 @@ from postbacks.sending import backlog, deliveries_claim
 logger = logging.getLogger("postbacks.dispatcher")
 
 IDLE_SLEEP = 0.2
+RETRY_SLEEP = 1.0
 BACKLOG_LOG_EVERY = 30.0
 
 
@@ -41,19 +43,33 @@ class Command(BaseCommand):
         max_queued = 2 * settings.Q_CLUSTER["workers"]
         last_report = 0.0
         while not stopping:
-            queued = broker.queue_size() or 0
-            claimed = 0
-            if queued < max_queued:
-                batch_size = settings.POSTBACK_BATCH_SIZE
-                claim = deliveries_claim(limit=batch_size * (max_queued - queued))
-                claimed = len(claim.ids)
-                for batch in claim.batches(batch_size):
-                    async_task("postbacks.tasks.send_deliveries", batch.ids, batch.lease.isoformat(), save=False)
-            if time.monotonic() - last_report > BACKLOG_LOG_EVERY:
-                count, age = backlog()
-                logger.info("backlog: %d due, oldest %.1f s", count, age)
-                last_report = time.monotonic()
+            try:
+                claimed = self.dispatch_round(broker, max_queued)
+                if time.monotonic() - last_report > BACKLOG_LOG_EVERY:
+                    count, age = backlog()
+                    logger.info("backlog", extra={"due": count, "oldest_due_seconds": round(age, 1)})
+                    last_report = time.monotonic()
+            except Exception:
+                # The broker or the database is away (restarting, failing over): keep trying.
+                # Rows claimed before the failure come back when their lease runs out.
+                if once:
+                    raise
+                logger.warning("dispatch round failed; retrying in %.0f s", RETRY_SLEEP, exc_info=True)
+                connection.close()
+                claimed = 0
+                time.sleep(RETRY_SLEEP)
+                continue
             if once:
                 break
             if not claimed:
                 time.sleep(IDLE_SLEEP)
+
+    def dispatch_round(self, broker, max_queued: int) -> int:
+        queued = broker.queue_size() or 0
+        if queued >= max_queued:
+            return 0
+        batch_size = settings.POSTBACK_BATCH_SIZE
+        claim = deliveries_claim(limit=batch_size * (max_queued - queued))
+        for batch in claim.batches(batch_size):
+            async_task("postbacks.tasks.send_deliveries", batch.ids, batch.lease.isoformat(), save=False, broker=broker)
+        return len(claim.ids)

@@ -1,0 +1,137 @@
+"""A test stand for the fault drills: the product's real processes (gunicorn API, django-q2
+cluster, dispatcher) on a scratch database, a real receiver, and helpers to send events and
+read the outcome back from the database."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.product import Processes, free_port, http_ok, import_config, manage, wait_until
+from tests.receiver import Receiver
+
+API_KEY = "pbk_drill_key_0123456789abcdefghij"
+
+# Short timeouts and small batches keep a killed worker's lease short (batch of 5: one wave
+# of 1 s + 3 s, plus 10 s), so a drill recovers in seconds, not minutes.
+DRILL_SETTINGS = {
+    "POSTBACK_BATCH_SIZE": "5",
+    "POSTBACK_CONNECT_TIMEOUT": "1",
+    "POSTBACK_READ_TIMEOUT": "3",
+    "Q_WORKERS": "2",
+    "LOG_FORMAT": "json",
+    "LOG_LEVEL": "INFO",
+}
+
+
+@dataclass
+class Stand:
+    env: dict[str, str]
+    processes: Processes
+    receiver: Receiver
+    api_port: int = 0
+    accepted: list[str] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, env: dict[str, str], log_dir: Path, receiver: Receiver, *, retry_attempts: int = 5) -> Stand:
+        env = {**env, **DRILL_SETTINGS}
+        manage(env, "migrate", "-v0")
+        import_config(
+            env,
+            {
+                "apps": [
+                    {
+                        "name": "Drill",
+                        "account": "Drill",
+                        "platform": "android",
+                        "package_name": "com.drill.app",
+                        "api_key": API_KEY,
+                        "custom_events": ["purchase"],
+                        "postbacks": [
+                            {
+                                "event": "purchase",
+                                "kind": "custom",
+                                "destination_url": receiver.url + "/pb",
+                                "macros": ["event_id"],
+                                "retry_attempts": retry_attempts,
+                            }
+                        ],
+                    }
+                ]
+            },
+        )
+        return cls(env=env, processes=Processes(env, log_dir), receiver=receiver)
+
+    # --- roles ---------------------------------------------------------------------------
+
+    def start_api(self) -> None:
+        self.api_port = free_port()
+        address = f"127.0.0.1:{self.api_port}"
+        self.processes.start("api", "-m", "gunicorn", "project.wsgi", "-w", "2", "-b", address)
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{self.api_port}/api/schema/"), timeout=30, message="API up")
+
+    def start_workers(self, suffix: str = "", **env: str) -> None:
+        self.processes.start(f"cluster{suffix}", "manage.py", "qcluster", env=env)
+        self.processes.start(f"dispatcher{suffix}", "manage.py", "dispatch_postbacks", env=env)
+
+    # --- traffic ---------------------------------------------------------------------------
+
+    def send_event(self, event_id: str) -> int:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.api_port}/api/v1/events",
+            data=json.dumps({"event_id": event_id, "event": "purchase", "device": {"device_id": event_id}}).encode(),
+            headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                status = response.status
+        except urllib.error.HTTPError as error:
+            status = error.code
+        except OSError:
+            return 0
+        if status == 202:
+            self.accepted.append(event_id)
+        return status
+
+    # --- outcome ---------------------------------------------------------------------------
+
+    def arrived_event_ids(self) -> set[str]:
+        return {request.query["event_id"][0] for request in list(self.receiver.received) if request.path == "/pb"}
+
+    def delivery_ids_seen(self) -> list[str]:
+        return [request.headers["x-delivery-id"] for request in list(self.receiver.received) if request.path == "/pb"]
+
+    def wait_all_arrived(self, timeout: float) -> None:
+        wait_until(
+            lambda: self.arrived_event_ids() >= set(self.accepted),
+            timeout=timeout,
+            message=f"{len(set(self.accepted) - self.arrived_event_ids())} of {len(self.accepted)} not arrived\n"
+            + self.outputs(),
+        )
+
+    def wait_all_delivered(self, timeout: float) -> None:
+        """Every accepted event's delivery recorded as delivered (arrival alone is not enough:
+        a worker killed after sending never wrote it down, and sends again after its lease)."""
+        expected = {"delivered": len(self.accepted)}
+        wait_until(lambda: self.deliveries() == expected, timeout=timeout, interval=1, message=self.outputs())
+
+    def deliveries(self) -> dict[str, int]:
+        """Deliveries by status, read from the scratch database by a fresh process."""
+        script = (
+            "import json; from django.db.models import Count; from postbacks.models import Delivery;"
+            "print(json.dumps(dict(Delivery.objects.values_list('status').annotate(n=Count('id')))))"
+        )
+        return json.loads(manage(self.env, "shell", "-c", script).strip().splitlines()[-1])
+
+    def outputs(self) -> str:
+        names = sorted(path.stem for path in self.processes.log_dir.glob("*.log"))
+        return "\n".join(f"--- {name}\n{self.processes.output(name)[-2000:]}" for name in names)
+
+
+def redis_for_drills() -> bool:
+    """Drills use the production broker when the run has one."""
+    return bool(os.environ.get("REDIS_URL"))
