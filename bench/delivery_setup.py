@@ -4,6 +4,7 @@ and a backlog of events ingested through the real ingest service."""
 from __future__ import annotations
 
 import json
+from itertools import zip_longest
 from pathlib import Path
 
 from events.models import Account, App, CustomEvent
@@ -16,6 +17,7 @@ from project.ingest import events_ingest
 def load(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     account, _ = Account.objects.get_or_create(name="Bench")
+    batches = []
     for app_spec in spec["apps"]:
         app = App.objects.filter(account=account, name=app_spec["name"]).first()
         if app is None:
@@ -40,5 +42,9 @@ def load(spec_path: str) -> None:
             )
             for number in range(app_spec["events"])
         ]
-        for start in range(0, len(items), 1000):
-            events_ingest(app=app, items=items[start : start + 1000])
+        batches.append([(app, items[start : start + 100]) for start in range(0, len(items), 100)])
+    # Interleave the apps' events, so slow and fast deliveries are due side by side.
+    for round_of_batches in zip_longest(*batches):
+        for app_and_items in round_of_batches:
+            if app_and_items:
+                events_ingest(app=app_and_items[0], items=app_and_items[1])

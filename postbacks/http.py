@@ -28,7 +28,7 @@ from postbacks.destinations import address_refusal
 
 USER_AGENT = "postback-server/1"
 MAX_RESPONSE_BYTES = 8 * 1024
-HOST_CONCURRENCY = 8  # in-flight requests per destination host, per process
+HOST_CONCURRENCY = 8  # in-flight requests per destination host and port, per process
 
 
 class RefusedDestinationError(NewConnectionError):
@@ -95,11 +95,32 @@ def _adapter() -> _GuardedAdapter:
     return adapter
 
 
-@contextmanager
-def _host_slot(host: str):
+def _slot(host: str) -> threading.BoundedSemaphore:
     with _host_slots_lock:
-        slot = _host_slots.setdefault(host, threading.BoundedSemaphore(HOST_CONCURRENCY))
-    with slot:
+        return _host_slots.setdefault(host, threading.BoundedSemaphore(HOST_CONCURRENCY))
+
+
+def host_of(url: str) -> str:
+    """The destination a slot limit applies to: host and port (two ports are two servers)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or ''}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def host_slot_take(host: str, *, timeout: float) -> bool:
+    """Take one of the host's in-flight slots, waiting at most `timeout` seconds for one."""
+    return _slot(host).acquire(timeout=timeout)
+
+
+def host_slot_release(host: str) -> None:
+    _slot(host).release()
+
+
+@contextmanager
+def _host_slot(host: str, *, held: bool):
+    if held:  # the caller took it with host_slot_take
+        yield
+        return
+    with _slot(host):
         yield
 
 
@@ -119,16 +140,18 @@ class Exchange:
         return next((value for key, value in self.headers.items() if key.lower() == name.lower()), None)
 
 
-def send(*, method: str, url: str, headers: dict[str, str], body: str) -> Exchange:
-    """Send one request; never raises for network trouble, never follows a redirect."""
+def send(*, method: str, url: str, headers: dict[str, str], body: str, slot_held: bool = False) -> Exchange:
+    """Send one request; never raises for network trouble, never follows a redirect.
+    At most HOST_CONCURRENCY requests per host are in flight in a process: this waits for a
+    slot unless the caller holds one already (`slot_held`, see host_slot_take)."""
     started = time.monotonic()
-    host = urlsplit(url).hostname or ""
+    host = host_of(url)
 
     def elapsed() -> int:
         return int((time.monotonic() - started) * 1000)
 
     try:
-        with _host_slot(host):
+        with _host_slot(host, held=slot_held):
             prepared = requests.PreparedRequest()
             prepared.prepare(
                 method=method,

@@ -16,12 +16,13 @@ import math
 import os
 import random
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
+from django import db
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Min, Q
@@ -36,7 +37,10 @@ logger = logging.getLogger("postbacks.delivery")
 RETRY_SCHEDULE = (30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200, 86400)
 JITTER = 0.2
 MIN_WAIT_AFTER_429 = 60
-SEND_THREADS = 16
+SEND_THREADS = 32  # per worker process; a hanging host can hold at most http.HOST_CONCURRENCY of them
+HOST_BUSY_DEFER = timedelta(seconds=1)
+HOST_SLOT_WAIT = 1.0  # seconds a request waits for its host to have a free slot
+STRAGGLER_WAIT = 0.25  # seconds a task waits for its slowest requests before moving on
 LEASE_MARGIN = timedelta(seconds=10)  # for the database writes after the last request
 RETRYABLE_STATUSES = {408, 429}
 MASK = "••••"
@@ -110,10 +114,10 @@ def due_filter(now: datetime) -> Q:
 
 
 def lease_duration() -> timedelta:
-    """Longer than a batch can take: every delivery of a batch may go to one hanging host, which
-    takes HOST_CONCURRENCY at a time, each for the connect and read timeouts."""
-    waves = math.ceil(settings.POSTBACK_BATCH_SIZE / http.HOST_CONCURRENCY)
-    per_request = settings.POSTBACK_CONNECT_TIMEOUT + settings.POSTBACK_READ_TIMEOUT
+    """Longer than a batch can take: the batch's requests run SEND_THREADS at a time, each
+    waiting at most HOST_SLOT_WAIT for its host, then the connect and read timeouts."""
+    waves = math.ceil(settings.POSTBACK_BATCH_SIZE / SEND_THREADS)
+    per_request = HOST_SLOT_WAIT + settings.POSTBACK_CONNECT_TIMEOUT + settings.POSTBACK_READ_TIMEOUT
     return timedelta(seconds=waves * per_request) + LEASE_MARGIN
 
 
@@ -174,11 +178,18 @@ def backlog() -> tuple[int, float]:
 # --- sending ----------------------------------------------------------------------------
 
 
-def deliveries_send(*, claim: Claim) -> dict[str, int]:
-    """Send claimed deliveries concurrently and record every attempt. Returns outcome counts.
+def deliveries_send(*, claim: Claim, wait_seconds: float | None = None) -> dict[str, int]:
+    """Send claimed deliveries concurrently and record every attempt. Returns outcome counts
+    of the attempts finished within `wait_seconds` (None: wait for all).
 
-    The writes are batched: one INSERT for all attempts, and one UPDATE per group of
-    deliveries that end the same way (retries, whose due times are jittered, one each)."""
+    A slow destination must not hold up the others, so:
+    - a request waits at most HOST_SLOT_WAIT for one of its host's in-flight slots (a fast
+      host frees them in milliseconds); if the host is still busy, the delivery goes back to
+      the schedule a second later ("deferred", no attempt spent);
+    - the task returns after `wait_seconds`; requests still running record themselves, from
+      their thread, when they finish, while the worker takes its next task.
+    The writes of what finished in time are batched: one INSERT for the attempts and one
+    UPDATE per group of deliveries that end the same way."""
     deliveries = _claim_renew(claim)
     if not deliveries:
         return {}
@@ -188,28 +199,68 @@ def deliveries_send(*, claim: Claim) -> dict[str, int]:
     )
     for delivery in deliveries:
         delivery.configuration = configurations[delivery.configuration_id]
-    prepared = [(delivery, _headers_for(delivery)) for delivery in deliveries]
+    secrets = {configuration.pk: secret_values_of(configuration) for configuration in configurations.values()}
 
-    def exchange(item):
-        delivery, headers = item
-        started = clock.now()
-        return started, http.send(method=delivery.method, url=delivery.url, headers=headers, body=delivery.body)
+    def exchange(delivery: Delivery) -> _Outcome | Delivery:
+        host = http.host_of(delivery.url)
+        if not http.host_slot_take(host, timeout=HOST_SLOT_WAIT):
+            return delivery  # deferred
+        try:
+            headers = _headers_for(delivery)
+            started = clock.now()
+            result = http.send(
+                method=delivery.method, url=delivery.url, headers=headers, body=delivery.body, slot_held=True
+            )
+        finally:
+            http.host_slot_release(host)
+        return _outcome(delivery, headers, started, result, now=clock.now(), secrets=secrets[delivery.configuration_id])
 
-    results = list(_send_pool().map(exchange, prepared))
-    now = clock.now()
-    secrets_by_configuration: dict[int, list[str]] = {}
-    outcomes = []
-    for (delivery, headers), (started, result) in zip(prepared, results, strict=True):
-        if delivery.configuration_id not in secrets_by_configuration:
-            secrets_by_configuration[delivery.configuration_id] = secret_values(delivery)
-        secrets = secrets_by_configuration[delivery.configuration_id]
-        outcomes.append(_outcome(delivery, headers, started, result, now=now, secrets=secrets))
+    futures = [_send_pool().submit(exchange, delivery) for delivery in deliveries]
+    finished, running = wait(futures, timeout=wait_seconds)
+    results = [future.result() for future in futures if future in finished]
+    outcomes = [result for result in results if isinstance(result, _Outcome)]
+    deferred = [result for result in results if isinstance(result, Delivery)]
     _outcomes_save(outcomes)
+    _deliveries_defer(deferred)
+    for future in running:
+        future.add_done_callback(_straggler_save)
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.attempt.outcome] = counts.get(outcome.attempt.outcome, 0) + 1
         _log_attempt(outcome)
+    if deferred:
+        counts["deferred"] = len(deferred)
+    if running:
+        counts["still_sending"] = len(running)
     return counts
+
+
+def _straggler_save(future) -> None:
+    """Record a request that outlived its task, from the thread that sent it."""
+    try:
+        result = future.result()
+        if isinstance(result, Delivery):
+            _deliveries_defer([result])
+        else:
+            _outcomes_save([result])
+            _log_attempt(result)
+    except Exception:
+        # Not recorded: the lease runs out and the delivery is sent again (same delivery id).
+        logger.exception("recording a postback attempt failed")
+    finally:
+        db.connections.close_all()  # this thread's: stragglers are rare, a held connection is not
+
+
+def _deliveries_defer(deliveries: list[Delivery]) -> None:
+    if not deliveries:
+        return
+    by_lease: dict[datetime, list[int]] = {}
+    for delivery in deliveries:
+        by_lease.setdefault(delivery.lease_expires_at, []).append(delivery.pk)
+    for lease, pks in by_lease.items():
+        Delivery.objects.filter(pk__in=pks, status=Delivery.Status.SENDING, lease_expires_at=lease).update(
+            status=Delivery.Status.SCHEDULED, due_at=clock.now() + HOST_BUSY_DEFER, lease_expires_at=None
+        )
 
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None

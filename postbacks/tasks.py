@@ -2,8 +2,8 @@
 
 from datetime import datetime
 
-from postbacks.sending import Claim, deliveries_send
+from postbacks.sending import STRAGGLER_WAIT, Claim, deliveries_send
 
 
 def send_deliveries(ids: list[int], lease: str) -> None:
-    deliveries_send(claim=Claim(ids=ids, lease=datetime.fromisoformat(lease)))
+    deliveries_send(claim=Claim(ids=ids, lease=datetime.fromisoformat(lease)), wait_seconds=STRAGGLER_WAIT)

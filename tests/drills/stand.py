@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -16,10 +17,10 @@ from tests.receiver import Receiver
 
 API_KEY = "pbk_drill_key_0123456789abcdefghij"
 
-# Short timeouts and small batches keep a killed worker's lease short (batch of 5: one wave
-# of 1 s + 3 s, plus 10 s), so a drill recovers in seconds, not minutes.
+# Short timeouts keep a killed worker's lease short (one wave of 1 s slot wait + 1 s + 3 s,
+# plus 10 s), so a drill recovers in seconds, not minutes.
 DRILL_SETTINGS = {
-    "POSTBACK_BATCH_SIZE": "5",
+    "POSTBACK_BATCH_SIZE": "20",
     "POSTBACK_CONNECT_TIMEOUT": "1",
     "POSTBACK_READ_TIMEOUT": "3",
     "Q_WORKERS": "2",
@@ -35,10 +36,24 @@ class Stand:
     receiver: Receiver
     api_port: int = 0
     accepted: list[str] = field(default_factory=list)
+    accepted_at: dict[str, float] = field(default_factory=dict)  # event id -> time.monotonic() of the 202
 
     @classmethod
-    def create(cls, env: dict[str, str], log_dir: Path, receiver: Receiver, *, retry_attempts: int = 5) -> Stand:
+    def create(
+        cls,
+        env: dict[str, str],
+        log_dir: Path,
+        receiver: Receiver,
+        *,
+        retry_attempts: int = 5,
+        other_destinations: tuple[str, ...] = (),
+    ) -> Stand:
+        """One app, one postback to `receiver`/pb, and one more to each of `other_destinations`."""
         env = {**env, **DRILL_SETTINGS}
+        others = [
+            {"event": "purchase", "kind": "custom", "destination_url": url, "macros": ["event_id"], "retry_attempts": 1}
+            for url in other_destinations
+        ]
         manage(env, "migrate", "-v0")
         import_config(
             env,
@@ -58,7 +73,8 @@ class Stand:
                                 "destination_url": receiver.url + "/pb",
                                 "macros": ["event_id"],
                                 "retry_attempts": retry_attempts,
-                            }
+                            },
+                            *others,
                         ],
                     }
                 ]
@@ -95,12 +111,21 @@ class Stand:
             return 0
         if status == 202:
             self.accepted.append(event_id)
+            self.accepted_at[event_id] = time.monotonic()
         return status
 
     # --- outcome ---------------------------------------------------------------------------
 
     def arrived_event_ids(self) -> set[str]:
         return {request.query["event_id"][0] for request in list(self.receiver.received) if request.path == "/pb"}
+
+    def lateness(self) -> list[float]:
+        """Seconds from each 202 to the postback's first arrival, sorted."""
+        first: dict[str, float] = {}
+        for request in list(self.receiver.received):
+            if request.path == "/pb":
+                first.setdefault(request.query["event_id"][0], request.at)
+        return sorted(first[event_id] - at for event_id, at in self.accepted_at.items() if event_id in first)
 
     def delivery_ids_seen(self) -> list[str]:
         return [request.headers["x-delivery-id"] for request in list(self.receiver.received) if request.path == "/pb"]

@@ -7,11 +7,13 @@ import json
 import logging
 import random
 import socket
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from events.services import EventInput
+from postbacks import http, sending
 from postbacks.models import Attempt, Delivery
 from postbacks.sending import (
     RETRY_SCHEDULE,
@@ -298,3 +300,45 @@ def test_a_connection_error_does_not_put_the_query_into_the_log(app, allow_priva
     attempt = Attempt.objects.get()
     assert attempt.response_status is None and "Connection failed" in attempt.error
     assert "s3cr3t-token" not in attempt.error
+
+
+@pytest.mark.django_db(transaction=True)  # the slow request records itself from its own thread
+def test_a_hanging_destination_does_not_hold_up_the_task_and_records_itself_later(app, allow_private, settings):
+    settings.POSTBACK_READ_TIMEOUT = 2
+    from tests.receiver import Receiver
+
+    with Receiver() as healthy, Receiver() as hanging:
+        hanging.default = Reply(delay=5)
+        factories.make_custom_postback(app, url=healthy.url + "/ok", retry_attempts=2)
+        factories.make_custom_postback(app, url=hanging.url + "/hang", retry_attempts=2)
+        ingest(app)
+        started = time.monotonic()
+        counts = deliveries_send(claim=deliveries_claim(limit=10), wait_seconds=0.5)
+        assert time.monotonic() - started < 1.5  # not the 2 s read timeout
+        assert counts == {"delivered": 1, "still_sending": 1}
+        assert len(healthy.wait_for(1)) == 1
+        slow = Delivery.objects.get(url__contains="/hang")
+        deadline = time.monotonic() + 10
+        while slow.attempts == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            slow.refresh_from_db()
+        assert slow.status == Delivery.Status.SCHEDULED and slow.attempts == 1  # timed out, retry scheduled
+        assert "Timed out" in slow.attempt_log.get().error
+
+
+def test_a_host_with_no_free_slot_is_deferred_without_spending_an_attempt(app, postback, receiver, frozen, monkeypatch):
+    monkeypatch.setattr(sending, "HOST_SLOT_WAIT", 0.05)
+    ingest(app)
+    host = http.host_of(receiver.url)
+    taken = [http.host_slot_take(host, timeout=1) for _ in range(http.HOST_CONCURRENCY)]
+    try:
+        assert all(taken)
+        assert deliveries_send(claim=deliveries_claim(limit=10)) == {"deferred": 1}
+    finally:
+        for _ in taken:
+            http.host_slot_release(host)
+    delivery = Delivery.objects.get()
+    assert delivery.status == Delivery.Status.SCHEDULED and delivery.attempts == 0
+    assert delivery.due_at == T0 + sending.HOST_BUSY_DEFER
+    frozen.advance(sending.HOST_BUSY_DEFER)
+    assert send_due() == {"delivered": 1}
