@@ -172,6 +172,12 @@ class PostbackConfiguration(AccountScoped):
     def partner(self) -> Partner | None:
         return self.partner_configuration.partner if self.partner_configuration_id else None
 
+    @property
+    def partner_label(self) -> str:
+        """The partner's slug, or "custom": how logs and metrics name where a postback goes."""
+        partner = self.partner
+        return partner.slug if partner else "custom"
+
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, timedelta
+
+from django.db import transaction
 
 from events.models import App, Click, Device, Event, Tracker
 from partners.models import Partner
 from postbacks.models import Delivery, PostbackConfiguration
 from postbacks.rendering import RenderError, render_postback
+from project import metrics
 
 SESSION_PERIOD = timedelta(hours=24)
 
@@ -47,7 +51,14 @@ def deliveries_for_events(*, app: App, events: list[Event]) -> dict[int, int]:
             if delivery.status == Delivery.Status.SCHEDULED:
                 scheduled[event.pk] = scheduled.get(event.pk, 0) + 1
     Delivery.objects.bulk_create(deliveries)
+    created = Counter((delivery.configuration.partner_label, delivery.status) for delivery in deliveries)
+    transaction.on_commit(lambda: _count_created(created))
     return scheduled
+
+
+def _count_created(created: Counter) -> None:
+    for (partner, status), count in created.items():
+        metrics.DELIVERIES_CREATED.labels(partner=partner, status=status).inc(count)
 
 
 class _Context:

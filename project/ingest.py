@@ -6,12 +6,14 @@ the events produce; if any part fails, nothing of it remains.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from django.db import IntegrityError, transaction
 
 from events.models import App, Event
 from events.services import EventInput, RecordOutcome, events_record
 from postbacks.services import deliveries_for_events
-from project import clock
+from project import clock, metrics
 
 # Concurrent requests carrying the same new event_id or device identifier race to insert
 # it; the loser's transaction is rolled back whole and run again, and then sees the winner's.
@@ -28,6 +30,7 @@ def events_ingest(*, app: App, items: list[EventInput]) -> list[RecordOutcome]:
                 check_known = attempt > 0 or len(items) > 1
                 outcomes = events_record(app=app, items=items, received_at=clock.now(), check_known=check_known)
                 created = [outcome.event for outcome in outcomes if outcome.created]
+                transaction.on_commit(lambda created=created: _count_accepted(app, created))
                 scheduled = deliveries_for_events(app=app, events=created)
                 for event in created:
                     if scheduled.get(event.pk):
@@ -38,6 +41,12 @@ def events_ingest(*, app: App, items: list[EventInput]) -> list[RecordOutcome]:
             if attempt == ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def _count_accepted(app: App, events: list[Event]) -> None:
+    by_name = Counter(event.name for event in events)
+    for name, count in by_name.items():
+        metrics.EVENTS_ACCEPTED.labels(app=str(app.pk), event=name).inc(count)
 
 
 def event_ingest(*, app: App, data: EventInput) -> RecordOutcome:

@@ -3,6 +3,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from events.api import EventBatchView, EventView, click_view
+from project.views import healthz, metrics
 
 admin.site.site_header = "Postback server"
 admin.site.site_title = "Postback server"
@@ -15,4 +16,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("t/<str:tracker_id>", click_view, name="click"),
+    path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
 ]
