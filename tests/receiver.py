@@ -29,10 +29,11 @@ class Reply:
 
 
 class Receiver:
-    def __init__(self):
+    def __init__(self, port: int = 0, reply_for=None):
         self.received: list[Received] = []
         self.replies: list[Reply] = []  # consumed in order; when empty, `default` answers
         self.default = Reply()
+        self.reply_for = reply_for  # optional: Received -> Reply, instead of replies/default
         self._lock = threading.Lock()
         receiver = self
 
@@ -53,7 +54,10 @@ class Receiver:
                             peer_port=self.client_address[1],
                         )
                     )
-                    reply = receiver.replies.pop(0) if receiver.replies else receiver.default
+                    if receiver.reply_for:
+                        reply = receiver.reply_for(receiver.received[-1])
+                    else:
+                        reply = receiver.replies.pop(0) if receiver.replies else receiver.default
                 if reply.delay:
                     time.sleep(reply.delay)
                 payload = reply.body.encode()
@@ -72,7 +76,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
