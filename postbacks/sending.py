@@ -30,7 +30,7 @@ from django.db.models import Min, Q
 from postbacks import http
 from postbacks.models import Attempt, Delivery, PostbackConfiguration
 from postbacks.rendering import RenderedRequest, render_postback, sample_values
-from project import clock
+from project import clock, metrics
 
 logger = logging.getLogger("postbacks.delivery")
 
@@ -175,6 +175,21 @@ def backlog() -> tuple[int, float]:
     return count, (now - oldest).total_seconds() if oldest else 0.0
 
 
+def workers_stalled(*, after: timedelta) -> bool:
+    """True when deliveries have been due for longer than `after` and no attempt at all was
+    recorded for as long: the cluster is not taking work (a busy one records attempts all the
+    time, an idle one has nothing due). Seen with django-q2 after a worker was SIGKILLed."""
+    now = clock.now()
+    waiting = Delivery.objects.filter(
+        Q(status=Delivery.Status.SCHEDULED, due_at__lte=now - after)
+        | Q(status=Delivery.Status.SENDING, lease_expires_at__lte=now - after)
+    ).exists()
+    if not waiting:
+        return False
+    last = Attempt.objects.order_by("-pk").values_list("started_at", flat=True).first()
+    return last is None or last <= now - after
+
+
 # --- sending ----------------------------------------------------------------------------
 
 
@@ -227,7 +242,7 @@ def deliveries_send(*, claim: Claim, wait_seconds: float | None = None) -> dict[
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.attempt.outcome] = counts.get(outcome.attempt.outcome, 0) + 1
-        _log_attempt(outcome)
+        _attempt_report(outcome)
     if deferred:
         counts["deferred"] = len(deferred)
     if running:
@@ -243,7 +258,7 @@ def _straggler_save(future) -> None:
             _deliveries_defer([result])
         else:
             _outcomes_save([result])
-            _log_attempt(result)
+            _attempt_report(result)
     except Exception:
         # Not recorded: the lease runs out and the delivery is sent again (same delivery id).
         logger.exception("recording a postback attempt failed")
@@ -363,15 +378,16 @@ def _outcomes_save(outcomes: list[_Outcome]) -> None:
             )
 
 
-def _log_attempt(outcome: _Outcome) -> None:
+def _attempt_report(outcome: _Outcome) -> None:
+    """A log line and the metrics for one recorded attempt."""
     delivery, attempt = outcome.delivery, outcome.attempt
-    partner = delivery.configuration.partner
+    partner = delivery.configuration.partner_label
     logger.info(
         "postback attempt",
         extra={
             "delivery_id": str(delivery.delivery_id),
             "app": delivery.app_id,
-            "partner": partner.slug if partner else "custom",
+            "partner": partner,
             "configuration": delivery.configuration_id,
             "attempt": attempt.number,
             "status": attempt.response_status,
@@ -380,6 +396,11 @@ def _log_attempt(outcome: _Outcome) -> None:
             "error": attempt.error,
         },
     )
+    metrics.ATTEMPTS.labels(partner=partner, outcome=attempt.outcome).inc()
+    metrics.ATTEMPT_DURATION.labels(partner=partner).observe(attempt.duration_ms / 1000)
+    if attempt.outcome == Attempt.Outcome.DELIVERED and delivery.due_at:
+        waited = (outcome.changes["finished_at"] - delivery.due_at).total_seconds()
+        metrics.DELIVERY_LATENCY.labels(partner=partner).observe(max(0.0, waited))
 
 
 def secret_values(delivery: Delivery) -> list[str]:

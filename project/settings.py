@@ -3,6 +3,7 @@ the environment (see the settings table in README.md); a bad value stops start-u
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -138,6 +139,18 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+
+# run_workers restarts the cluster when deliveries have been due this long with no attempt.
+WORKER_STALL_SECONDS = env_int("WORKER_STALL_SECONDS", 60, minimum=5)
+# Operations: /healthz answers 503 when the oldest due delivery waits longer than this.
+HEALTH_MAX_BACKLOG_AGE = env_int("HEALTH_MAX_BACKLOG_AGE", 120, minimum=1)
+# /metrics asks for "Authorization: Bearer <token>" when this is set.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# prometheus_client's multiprocess mode: every process of this machine writes its counters
+# here and /metrics sums them. It must be set before prometheus_client is first imported.
+PROMETHEUS_MULTIPROC_DIR = Path(env_str("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics")))
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -145,6 +146,15 @@ class Processes:
             self.running.pop(name)
 
 
+def children_of(pid: int) -> list[int]:
+    """The direct child processes of `pid` (Linux)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            children += [int(child) for child in (task / "children").read_text().split()]
+    return children
+
+
 def pid_holding_connection(*, local_port: int, remote_port: int) -> int | None:
     """The process whose socket is connected from 127.0.0.1:local_port to 127.0.0.1:remote_port
     (the receiver sees the sender's port; Linux's /proc says whose socket that is)."""
@@ -166,3 +176,52 @@ def pid_holding_connection(*, local_port: int, remote_port: int) -> int | None:
                     if os.readlink(fd) == target:
                         return int(pid_dir.name)
     return None
+
+
+class OwnPostgres:
+    """A PostgreSQL server of the test's own (initdb into a temporary folder, run as the
+    postgres user), which a drill may stop and start: never the machine's shared server."""
+
+    def __init__(self, folder: Path):
+        self.bin = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
+        self.folder = folder
+        self.port = free_port()
+
+    @property
+    def available(self) -> bool:
+        return self.bin is not None and os.geteuid() == 0 and shutil.which("runuser") is not None
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _as_postgres(self, *args: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=60)
+
+    def init(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        shutil.chown(self.folder, "postgres")
+        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.folder / "data"), "-A", "trust", "-U", "postgres")
+        self.start()
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._as_postgres(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.folder / "data"),
+            "-o",
+            options,
+            "-l",
+            str(self.folder / "log"),
+            "-w",
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "immediate", "-w", "stop")
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -25,6 +25,7 @@ DRILL_SETTINGS = {
     "POSTBACK_READ_TIMEOUT": "3",
     "Q_WORKERS": "2",
     "LOG_FORMAT": "json",
+    "WORKER_STALL_SECONDS": "10",
     "LOG_LEVEL": "INFO",
 }
 
@@ -50,37 +51,42 @@ class Stand:
     ) -> Stand:
         """One app, one postback to `receiver`/pb, and one more to each of `other_destinations`."""
         env = {**env, **DRILL_SETTINGS}
+        manage(env, "migrate", "-v0")
+        import_config(
+            env,
+            cls.config_for(receiver, retry_attempts=retry_attempts, other_destinations=other_destinations),
+        )
+        return cls(env=env, processes=Processes(env, log_dir), receiver=receiver)
+
+    @staticmethod
+    def config_for(
+        receiver: Receiver, *, retry_attempts: int = 5, other_destinations: tuple[str, ...] = (), delay_seconds: int = 0
+    ) -> dict:
         others = [
             {"event": "purchase", "kind": "custom", "destination_url": url, "macros": ["event_id"], "retry_attempts": 1}
             for url in other_destinations
         ]
-        manage(env, "migrate", "-v0")
-        import_config(
-            env,
-            {
-                "apps": [
-                    {
-                        "name": "Drill",
-                        "account": "Drill",
-                        "platform": "android",
-                        "package_name": "com.drill.app",
-                        "api_key": API_KEY,
-                        "custom_events": ["purchase"],
-                        "postbacks": [
-                            {
-                                "event": "purchase",
-                                "kind": "custom",
-                                "destination_url": receiver.url + "/pb",
-                                "macros": ["event_id"],
-                                "retry_attempts": retry_attempts,
-                            },
-                            *others,
-                        ],
-                    }
-                ]
-            },
-        )
-        return cls(env=env, processes=Processes(env, log_dir), receiver=receiver)
+        postback = {
+            "event": "purchase",
+            "kind": "custom",
+            "destination_url": receiver.url + "/pb",
+            "macros": ["event_id"],
+            "retry_attempts": retry_attempts,
+            "delay_seconds": delay_seconds,
+        }
+        return {
+            "apps": [
+                {
+                    "name": "Drill",
+                    "account": "Drill",
+                    "platform": "android",
+                    "package_name": "com.drill.app",
+                    "api_key": API_KEY,
+                    "custom_events": ["purchase"],
+                    "postbacks": [postback, *others],
+                }
+            ]
+        }
 
     # --- roles ---------------------------------------------------------------------------
 
@@ -91,7 +97,7 @@ class Stand:
         wait_until(lambda: http_ok(f"http://127.0.0.1:{self.api_port}/api/schema/"), timeout=30, message="API up")
 
     def start_workers(self, suffix: str = "", **env: str) -> None:
-        self.processes.start(f"cluster{suffix}", "manage.py", "qcluster", env=env)
+        self.processes.start(f"cluster{suffix}", "manage.py", "run_workers", env=env)
         self.processes.start(f"dispatcher{suffix}", "manage.py", "dispatch_postbacks", env=env)
 
     # --- traffic ---------------------------------------------------------------------------
@@ -113,6 +119,13 @@ class Stand:
             self.accepted.append(event_id)
             self.accepted_at[event_id] = time.monotonic()
         return status
+
+    def health(self) -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/healthz", timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
 
     # --- outcome ---------------------------------------------------------------------------
 

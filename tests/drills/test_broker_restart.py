@@ -62,6 +62,8 @@ def test_redis_restarted_while_deliveries_are_due(tmp_path, receiver, redis_port
             redis.wait()
             for number in range(20):  # the API keeps accepting: the database holds the deliveries
                 assert stand.send_event(f"during-{number}") == 202
+            status, health = stand.health()
+            assert status == 503 and health["checks"]["broker"].startswith("unreachable"), health
             time.sleep(3)
             arrived_while_down = len(stand.arrived_event_ids()) - 10
             redis = start_redis(redis_port)
@@ -70,6 +72,8 @@ def test_redis_restarted_while_deliveries_are_due(tmp_path, receiver, redis_port
             stand.wait_all_arrived(timeout=90)
             recovered = time.monotonic() - restarted_at
             stand.wait_all_delivered(timeout=60)
+            status, health = stand.health()
+            assert status == 200 and health["backlog"] == 0, health
         finally:
             stand.processes.stop_all()
             redis.kill()

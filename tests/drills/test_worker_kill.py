@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from tests.drills.conftest import report
-from tests.product import pid_holding_connection, wait_until
+from tests.product import children_of, pid_holding_connection, wait_until
 from tests.receiver import Reply
 
 pytestmark = pytest.mark.drill
@@ -40,23 +40,55 @@ def check_once_each(stand) -> int:
 
 def test_one_worker_process_killed_mid_send(stand):
     pid = start_and_catch_a_worker_mid_send(stand)
-    assert pid != stand.processes.running["cluster"].pid  # a worker, not the cluster's leader
+    [cluster] = children_of(stand.processes.running["cluster"].pid)  # qcluster, under run_workers
+    assert pid != cluster  # a worker, not the cluster's leader
     os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
     stand.wait_all_arrived(timeout=90)
     stand.wait_all_delivered(timeout=90)
     recovered = time.monotonic() - killed_at
     repeats = check_once_each(stand)
-    report("one worker SIGKILL", events=EVENTS, delivered=EVENTS, repeats_seen=repeats, recovered_s=f"{recovered:.1f}")
+    restarts = stand.processes.output("cluster").count("the cluster stalled")
+    report(
+        "one worker SIGKILL",
+        events=EVENTS,
+        delivered=EVENTS,
+        repeats_seen=repeats,
+        recovered_s=f"{recovered:.1f}",
+        cluster_restarted_by_run_workers=restarts,
+    )
 
 
 def test_whole_cluster_killed_mid_send_and_started_again(stand):
     start_and_catch_a_worker_mid_send(stand)
-    stand.processes.kill("cluster")  # every process of the cluster, at once
+    [cluster] = children_of(stand.processes.running["cluster"].pid)  # qcluster, under run_workers
+    os.killpg(cluster, signal.SIGKILL)  # every process of the cluster at once; run_workers starts a new one
     killed_at = time.monotonic()
-    stand.processes.start("cluster-2", "manage.py", "qcluster")
     stand.wait_all_arrived(timeout=90)
     stand.wait_all_delivered(timeout=90)
     recovered = time.monotonic() - killed_at
     repeats = check_once_each(stand)
     report("cluster SIGKILL", events=EVENTS, delivered=EVENTS, repeats_seen=repeats, recovered_s=f"{recovered:.1f}")
+
+
+def test_a_hung_cluster_is_noticed_and_restarted_by_run_workers(stand):
+    """django-q2 has been seen to hang whole after a worker was killed (its issue #23); a
+    cluster frozen with SIGSTOP hangs the same way, every time."""
+    stand.start_api()
+    stand.start_workers()
+    for number in range(5):
+        assert stand.send_event(f"warm-{number}") == 202
+    stand.wait_all_arrived(timeout=60)
+    [cluster] = children_of(stand.processes.running["cluster"].pid)
+    os.killpg(cluster, signal.SIGSTOP)
+    hung_at = time.monotonic()
+    for number in range(20):
+        assert stand.send_event(f"hung-{number}") == 202
+    stand.wait_all_arrived(timeout=120)
+    stand.wait_all_delivered(timeout=60)
+    recovered = time.monotonic() - hung_at
+    assert "the cluster stalled" in stand.processes.output("cluster")
+    assert children_of(stand.processes.running["cluster"].pid) != [cluster]  # a new cluster runs
+    seen = Counter(stand.delivery_ids_seen())
+    assert len(seen) == 25 and max(seen.values()) == 1
+    report("cluster hung (SIGSTOP)", events=25, delivered=25, duplicates=0, recovered_s=f"{recovered:.1f}")

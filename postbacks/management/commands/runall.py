@@ -22,7 +22,10 @@ STOP_GRACE_SECONDS = 20
 
 
 class Command(BaseCommand):
-    help = "Serve the API and admin (runserver), run the workers (qcluster) and the dispatcher until interrupted."
+    help = (
+        "Serve the API and admin (runserver), run the workers (qcluster, under run_workers) and the dispatcher "
+        "until interrupted."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
@@ -38,7 +41,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
         children = {
-            "workers": subprocess.Popen([sys.executable, manage, "qcluster"], start_new_session=True),
+            "workers": subprocess.Popen([sys.executable, manage, "run_workers"], start_new_session=True),
             "dispatcher": subprocess.Popen([sys.executable, manage, "dispatch_postbacks"], start_new_session=True),
             "web server": subprocess.Popen(
                 [sys.executable, manage, "runserver", "--noreload", addrport], start_new_session=True
