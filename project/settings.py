@@ -202,6 +202,12 @@ LOGGING = {
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": env_choice("LOG_FORMAT", "plain", ("plain", "json"))}
     },
+    # These log whole request URLs (a partner's token may sit in the query) and SQL parameters
+    # (secret partner fields): never below WARNING, whatever LOG_LEVEL says.
+    "loggers": {
+        "urllib3": {"level": "WARNING"},
+        "django.db.backends": {"level": "WARNING"},
+    },
     "root": {
         "handlers": ["console"],
         "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), upper=True),

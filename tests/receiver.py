@@ -28,6 +28,11 @@ class Reply:
     delay: float = 0.0
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # bursts from many sending threads must not find the backlog full
+    daemon_threads = True
+
+
 class Receiver:
     def __init__(self, port: int = 0, reply_for=None):
         self.received: list[Received] = []
@@ -76,7 +81,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server = _Server(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -97,8 +97,14 @@ class Stand:
         wait_until(lambda: http_ok(f"http://127.0.0.1:{self.api_port}/api/schema/"), timeout=30, message="API up")
 
     def start_workers(self, suffix: str = "", **env: str) -> None:
+        """A cluster (under run_workers) and a dispatcher; returns once the cluster runs."""
         self.processes.start(f"cluster{suffix}", "manage.py", "run_workers", env=env)
         self.processes.start(f"dispatcher{suffix}", "manage.py", "dispatch_postbacks", env=env)
+        wait_until(
+            lambda: "running" in self.processes.output(f"cluster{suffix}"),
+            timeout=30,
+            message="the cluster did not start\n" + self.outputs(),
+        )
 
     # --- traffic ---------------------------------------------------------------------------
 

@@ -1,0 +1,126 @@
+"""The whole product driven in a real headless browser (Debian's chromium, via selenium):
+log in to the admin, create a custom postback, send an event through the API, and see the
+delivery with its response in the log."""
+
+import json
+import os
+import shutil
+import urllib.request
+
+import pytest
+
+from tests.product import Processes, free_port, http_ok, import_config, manage, scratch_environment, wait_until
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+API_KEY = "pbk_browser_key_0123456789abcdefgh"
+PASSWORD = "browser-test-password-1"
+
+
+@pytest.fixture
+def browser():
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium and chromium-driver must be installed under CI=true (.ci/run installs them)")
+        pytest.skip("chromium / chromedriver not installed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(5)
+    yield driver
+    driver.quit()
+
+
+def test_create_a_postback_send_an_event_and_read_the_delivery_in_the_log(tmp_path, receiver, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    with scratch_environment(tmp_path) as env:
+        manage(env, "migrate", "-v0")
+        import_config(
+            env,
+            {
+                "apps": [
+                    {
+                        "name": "Browser",
+                        "account": "Browser Co",
+                        "platform": "android",
+                        "package_name": "com.browser.app",
+                        "api_key": API_KEY,
+                        "custom_events": ["purchase"],
+                        "postbacks": [],
+                    }
+                ]
+            },
+        )
+        app_pk = manage(
+            env,
+            "shell",
+            "-c",
+            "from django.contrib.auth.models import Group; from django.contrib.auth import get_user_model;"
+            "from events.models import Account, App;"
+            f"user = get_user_model().objects.create_user('manager', password='{PASSWORD}', is_staff=True);"
+            "user.groups.add(Group.objects.get(name='Account managers'));"
+            "Account.objects.get(name='Browser Co').members.add(user);"
+            "print(App.objects.get(name='Browser').pk)",
+        ).split()[-1]
+        processes = Processes(env, tmp_path)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        processes.start("product", "manage.py", "runall", f"127.0.0.1:{port}")
+        try:
+            wait_until(lambda: http_ok(base + "/admin/login/"), timeout=30, message=processes.output("product"))
+
+            browser.get(base + "/admin/login/")
+            browser.find_element(By.NAME, "username").send_keys("manager")
+            browser.find_element(By.NAME, "password").send_keys(PASSWORD)
+            browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+            assert "Site administration" in browser.page_source or "Configuration and delivery" in browser.title
+
+            # As the app page's "add a postback" link does: the app chosen, its events offered.
+            browser.get(base + f"/admin/postbacks/postbackconfiguration/add/?app={app_pk}")
+            Select(browser.find_element(By.NAME, "event")).select_by_value("purchase")
+            Select(browser.find_element(By.NAME, "kind")).select_by_value("custom")
+            browser.find_element(By.NAME, "destination_url").send_keys(receiver.url + "/from-browser")
+            for macro in ("event_id", "revenue"):
+                browser.find_element(By.CSS_SELECTOR, f'input[name="macros"][value="{macro}"]').click()
+            browser.find_element(By.NAME, "title").send_keys("Purchases to the warehouse")
+            browser.find_element(By.NAME, "_save").click()
+            errors = [element.text for element in browser.find_elements(By.CSS_SELECTOR, ".errorlist, .errornote")]
+            assert "was added successfully" in browser.page_source, errors
+
+            request = urllib.request.Request(
+                base + "/api/v1/events",
+                data=json.dumps(
+                    {
+                        "event_id": "browser-1",
+                        "event": "purchase",
+                        "device": {"device_id": "d-1"},
+                        "revenue": "2.50",
+                        "currency": "EUR",
+                    }
+                ).encode(),
+                headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 202
+            [arrived] = receiver.wait_for(1, timeout=30)
+            assert arrived.path == "/from-browser" and arrived.query["event_id"] == ["browser-1"]
+
+            browser.get(base + "/admin/postbacks/delivery/")
+            assert "browser-1" in browser.page_source or "Purchases to the warehouse" in browser.page_source
+            browser.find_element(By.CSS_SELECTOR, "#result_list tbody tr th a").click()
+            page = browser.page_source
+            assert arrived.headers["x-delivery-id"] in page  # the delivery the receiver got
+            assert "/from-browser?event_id=browser-1" in page  # what was sent
+            assert "200" in page and "delivered" in page.lower()  # what the partner said
+        finally:
+            processes.stop_all()
