@@ -216,7 +216,7 @@ def deliveries_send(*, claim: Claim, wait_seconds: float | None = None) -> dict[
         delivery.configuration = configurations[delivery.configuration_id]
     secrets = {configuration.pk: secret_values_of(configuration) for configuration in configurations.values()}
 
-    def exchange(delivery: Delivery) -> _Outcome | Delivery:
+    def exchange(delivery: Delivery) -> _Exchanged | Delivery:
         host = http.host_of(delivery.url)
         if not http.host_slot_take(host, timeout=HOST_SLOT_WAIT):
             return delivery  # deferred
@@ -228,12 +228,14 @@ def deliveries_send(*, claim: Claim, wait_seconds: float | None = None) -> dict[
             )
         finally:
             http.host_slot_release(host)
-        return _outcome(delivery, headers, started, result, now=clock.now(), secrets=secrets[delivery.configuration_id])
+        return _Exchanged(delivery, headers, started, result, secrets[delivery.configuration_id])
 
     futures = [_send_pool().submit(exchange, delivery) for delivery in deliveries]
     finished, running = wait(futures, timeout=wait_seconds)
     results = [future.result() for future in futures if future in finished]
-    outcomes = [result for result in results if isinstance(result, _Outcome)]
+    # One "now" for the batch, so that like outcomes share one UPDATE.
+    now = clock.now()
+    outcomes = [result.outcome(now=now) for result in results if isinstance(result, _Exchanged)]
     deferred = [result for result in results if isinstance(result, Delivery)]
     _outcomes_save(outcomes)
     _deliveries_defer(deferred)
@@ -257,8 +259,9 @@ def _straggler_save(future) -> None:
         if isinstance(result, Delivery):
             _deliveries_defer([result])
         else:
-            _outcomes_save([result])
-            _attempt_report(result)
+            outcome = result.outcome(now=clock.now())
+            _outcomes_save([outcome])
+            _attempt_report(outcome)
     except Exception:
         # Not recorded: the lease runs out and the delivery is sent again (same delivery id).
         logger.exception("recording a postback attempt failed")
@@ -306,6 +309,20 @@ def _headers_for(delivery: Delivery) -> dict[str, str]:
             }
         )
     return headers
+
+
+@dataclass
+class _Exchanged:
+    """A request made, its outcome not yet decided."""
+
+    delivery: Delivery
+    headers: dict[str, str]
+    started: datetime
+    exchange: http.Exchange
+    secrets: list[str]
+
+    def outcome(self, *, now: datetime) -> _Outcome:
+        return _outcome(self.delivery, self.headers, self.started, self.exchange, now=now, secrets=self.secrets)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from postbacks.sending import (
     retry_delay,
 )
 from project import clock
-from project.ingest import event_ingest
+from project.ingest import event_ingest, events_ingest
 from project.logs import JsonFormatter, PlainFormatter
 from tests import factories
 from tests.receiver import Reply
@@ -342,3 +342,17 @@ def test_a_host_with_no_free_slot_is_deferred_without_spending_an_attempt(app, p
     assert delivery.due_at == T0 + sending.HOST_BUSY_DEFER
     frozen.advance(sending.HOST_BUSY_DEFER)
     assert send_due() == {"delivered": 1}
+
+
+def test_a_batch_is_recorded_with_a_few_statements_not_a_few_per_delivery(
+    app, postback, receiver, frozen, django_assert_max_num_queries
+):
+    items = [
+        EventInput(event_id=f"b-{n}", name="install", device_ids={"device_id": f"d-{n}"}, occurred_at=clock.now())
+        for n in range(30)
+    ]
+    events_ingest(app=app, items=items)
+    claim = deliveries_claim(limit=100)
+    with django_assert_max_num_queries(12):
+        assert deliveries_send(claim=claim) == {"delivered": 30}
+    assert Attempt.objects.count() == 30
