@@ -141,6 +141,7 @@ def main() -> None:
     try:
         time.sleep(1)
         client_ceiling = ceiling(base + "/ceiling")
+        print(f"(ceiling {client_ceiling:.0f}/s)", flush=True)
         throughput = drain(
             env,
             database_url,
@@ -148,6 +149,7 @@ def main() -> None:
             log,
             "/fast",
         )
+        print(f"(throughput {throughput:.0f}/s)", flush=True)
         with_slow = drain(
             env,
             database_url,
@@ -167,6 +169,8 @@ def main() -> None:
             "print(app_issue_api_key(app=App.objects.get(name='Fast')))",
         ).split()[-1]
         with psycopg.connect(database_url) as connection:
+            slow = "SELECT id FROM postbacks_delivery WHERE url LIKE '%/slow%'"
+            connection.execute(f"DELETE FROM postbacks_attempt WHERE delivery_id IN ({slow})")
             connection.execute("DELETE FROM postbacks_delivery WHERE url LIKE '%/slow%'")
         p50, p99, lost = latency(env, free_port(), key, args.rate, args.seconds, log)
     finally:

@@ -82,6 +82,8 @@ class _GuardedAdapter(HTTPAdapter):
 _local = threading.local()
 _host_slots: dict[str, threading.BoundedSemaphore] = {}
 _host_slots_lock = threading.Lock()
+_host_busy_until: dict[str, float] = {}
+HOST_BUSY_SECONDS = 5.0  # the longest a busy mark lasts if no request of the host ends
 
 
 def _adapter() -> _GuardedAdapter:
@@ -107,11 +109,20 @@ def host_of(url: str) -> str:
 
 
 def host_slot_take(host: str, *, timeout: float) -> bool:
-    """Take one of the host's in-flight slots, waiting at most `timeout` seconds for one."""
-    return _slot(host).acquire(timeout=timeout)
+    """Take one of the host's in-flight slots, waiting at most `timeout` seconds for one.
+    A host that just made a caller wait in vain is busy (slow or hanging): until one of its
+    requests ends, callers are told at once, so a slow host cannot tie up the sending threads."""
+    busy_until = _host_busy_until.get(host)
+    if busy_until and time.monotonic() < busy_until:
+        return _slot(host).acquire(blocking=False)
+    if _slot(host).acquire(timeout=timeout):
+        return True
+    _host_busy_until[host] = time.monotonic() + HOST_BUSY_SECONDS
+    return False
 
 
 def host_slot_release(host: str) -> None:
+    _host_busy_until.pop(host, None)
     _slot(host).release()
 
 

@@ -38,7 +38,7 @@ RETRY_SCHEDULE = (30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200, 86400)
 JITTER = 0.2
 MIN_WAIT_AFTER_429 = 60
 SEND_THREADS = 32  # per worker process; a hanging host can hold at most http.HOST_CONCURRENCY of them
-HOST_BUSY_DEFER = timedelta(seconds=1)
+HOST_BUSY_DEFER = timedelta(seconds=2)
 HOST_SLOT_WAIT = 1.0  # seconds a request waits for its host to have a free slot
 STRAGGLER_WAIT = 0.25  # seconds a task waits for its slowest requests before moving on
 LEASE_MARGIN = timedelta(seconds=10)  # for the database writes after the last request
@@ -200,7 +200,7 @@ def deliveries_send(*, claim: Claim, wait_seconds: float | None = None) -> dict[
     A slow destination must not hold up the others, so:
     - a request waits at most HOST_SLOT_WAIT for one of its host's in-flight slots (a fast
       host frees them in milliseconds); if the host is still busy, the delivery goes back to
-      the schedule a second later ("deferred", no attempt spent);
+      the schedule two seconds later ("deferred", no attempt spent);
     - the task returns after `wait_seconds`; requests still running record themselves, from
       their thread, when they finish, while the worker takes its next task.
     The writes of what finished in time are batched: one INSERT for the attempts and one

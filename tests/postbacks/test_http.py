@@ -52,3 +52,24 @@ def test_redirects_are_not_followed_and_no_cookie_is_sent_back(receiver, setting
     assert first.status == 302 and second.status == 200
     assert [request.path for request in receiver.wait_for(2)] == ["/a", "/b"]  # nothing went to the Location
     assert "cookie" not in receiver.received[1].headers  # one partner's cookie is not carried to the next
+
+
+def test_a_host_whose_slots_stay_taken_is_busy_and_callers_are_told_at_once():
+    import time
+
+    host = "busy.example:80"
+    held = [http.host_slot_take(host, timeout=1) for _ in range(http.HOST_CONCURRENCY)]
+    try:
+        started = time.monotonic()
+        assert not http.host_slot_take(host, timeout=0.2)  # waited, in vain: now busy
+        assert time.monotonic() - started >= 0.2
+        started = time.monotonic()
+        assert not http.host_slot_take(host, timeout=5)  # told at once, no thread tied up
+        assert time.monotonic() - started < 0.1
+        http.host_slot_release(host)  # one of its requests ended: not busy any more
+        held.pop()
+        assert http.host_slot_take(host, timeout=1)
+        held.append(True)
+    finally:
+        for _ in held:
+            http.host_slot_release(host)
