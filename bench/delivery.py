@@ -137,7 +137,12 @@ def main() -> None:
     log = Path(tempfile.mkstemp(suffix=".log")[1])
     port = free_port()
     receiver = start(env, "bench/receiver.py", str(port), str(log))
+    # The hanging destination is another partner: another host:port, as in real life (the
+    # per-destination limit applies to host:port).
+    slow_port = free_port()
+    slow_receiver = start(env, "bench/receiver.py", str(slow_port), str(log))
     base = f"http://127.0.0.1:{port}"
+    slow_base = f"http://127.0.0.1:{slow_port}"
     try:
         time.sleep(1)
         client_ceiling = ceiling(base + "/ceiling")
@@ -157,7 +162,7 @@ def main() -> None:
                 "round": 2,
                 "apps": [
                     {"name": "Fast", "url": base + "/fast", "events": args.deliveries},
-                    {"name": "Slow", "url": base + "/slow", "events": args.deliveries // 10},
+                    {"name": "Slow", "url": slow_base + "/slow", "events": args.deliveries // 10},
                 ],
             },
             log,
@@ -174,7 +179,7 @@ def main() -> None:
             connection.execute("DELETE FROM postbacks_delivery WHERE url LIKE '%/slow%'")
         p50, p99, lost = latency(env, free_port(), key, args.rate, args.seconds, log)
     finally:
-        stop(receiver)
+        stop(receiver, slow_receiver)
     print(
         f"PostgreSQL, Redis broker, {env.get('Q_WORKERS', '2')} django-q2 workers, 1 dispatcher; {os.cpu_count()} cores"
     )

@@ -82,8 +82,10 @@ class _GuardedAdapter(HTTPAdapter):
 _local = threading.local()
 _host_slots: dict[str, threading.BoundedSemaphore] = {}
 _host_slots_lock = threading.Lock()
-_host_busy_until: dict[str, float] = {}
-HOST_BUSY_SECONDS = 5.0  # the longest a busy mark lasts if no request of the host ends
+_host_pace: dict[str, float] = {}  # moving average of request seconds, per host
+_host_last_end: dict[str, float] = {}
+PACE_WEIGHT = 0.2
+SLOW_REQUEST = 1.0  # seconds
 
 
 def _adapter() -> _GuardedAdapter:
@@ -109,21 +111,34 @@ def host_of(url: str) -> str:
 
 
 def host_slot_take(host: str, *, timeout: float) -> bool:
-    """Take one of the host's in-flight slots, waiting at most `timeout` seconds for one.
-    A host that just made a caller wait in vain is busy (slow or hanging): until one of its
-    requests ends, callers are told at once, so a slow host cannot tie up the sending threads."""
-    busy_until = _host_busy_until.get(host)
-    if busy_until and time.monotonic() < busy_until:
-        return _slot(host).acquire(blocking=False)
-    if _slot(host).acquire(timeout=timeout):
+    """Take one of the host's in-flight slots. When all are taken, wait (at most `timeout`)
+    only for a host that answers fast: a slow host's slots stay taken for seconds, and
+    waiting for them would tie up the sending threads that other hosts need."""
+    slot = _slot(host)
+    if slot.acquire(blocking=False):
+        _host_last_end.setdefault(host, time.monotonic())
         return True
-    _host_busy_until[host] = time.monotonic() + HOST_BUSY_SECONDS
-    return False
+    if _host_is_slow(host):
+        return False
+    return slot.acquire(timeout=timeout)
 
 
-def host_slot_release(host: str) -> None:
-    _host_busy_until.pop(host, None)
+def host_slot_release(host: str, *, seconds: float | None = None) -> None:
+    """Give the slot back; `seconds` is how long the request took (it teaches the host's pace)."""
+    now = time.monotonic()
+    _host_last_end[host] = now
+    if seconds is not None:
+        previous = _host_pace.get(host, seconds)
+        _host_pace[host] = previous + PACE_WEIGHT * (seconds - previous)
     _slot(host).release()
+
+
+def _host_is_slow(host: str) -> bool:
+    """Slow: its requests have lately taken over SLOW_REQUEST seconds on average, or none of
+    them has ended for as long (a host that just started to hang)."""
+    pace = _host_pace.get(host, 0.0)
+    quiet = time.monotonic() - _host_last_end.get(host, time.monotonic())
+    return pace > SLOW_REQUEST or quiet > SLOW_REQUEST
 
 
 @contextmanager

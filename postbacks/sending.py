@@ -220,6 +220,7 @@ def deliveries_send(*, claim: Claim, wait_seconds: float | None = None) -> dict[
         host = http.host_of(delivery.url)
         if not http.host_slot_take(host, timeout=HOST_SLOT_WAIT):
             return delivery  # deferred
+        result = None
         try:
             headers = _headers_for(delivery)
             started = clock.now()
@@ -227,7 +228,7 @@ def deliveries_send(*, claim: Claim, wait_seconds: float | None = None) -> dict[
                 method=delivery.method, url=delivery.url, headers=headers, body=delivery.body, slot_held=True
             )
         finally:
-            http.host_slot_release(host)
+            http.host_slot_release(host, seconds=result.duration_ms / 1000 if result else None)
         return _Exchanged(delivery, headers, started, result, secrets[delivery.configuration_id])
 
     futures = [_send_pool().submit(exchange, delivery) for delivery in deliveries]

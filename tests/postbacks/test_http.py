@@ -54,22 +54,24 @@ def test_redirects_are_not_followed_and_no_cookie_is_sent_back(receiver, setting
     assert "cookie" not in receiver.received[1].headers  # one partner's cookie is not carried to the next
 
 
-def test_a_host_whose_slots_stay_taken_is_busy_and_callers_are_told_at_once():
+def test_a_fast_host_is_waited_for_and_a_slow_one_refused_at_once():
     import time
+    import uuid
 
-    host = "busy.example:80"
+    host = f"{uuid.uuid4().hex}.example:80"
     held = [http.host_slot_take(host, timeout=1) for _ in range(http.HOST_CONCURRENCY)]
+    assert all(held)
     try:
         started = time.monotonic()
-        assert not http.host_slot_take(host, timeout=0.2)  # waited, in vain: now busy
+        assert not http.host_slot_take(host, timeout=0.2)  # its requests just started: worth a wait
         assert time.monotonic() - started >= 0.2
-        started = time.monotonic()
-        assert not http.host_slot_take(host, timeout=5)  # told at once, no thread tied up
-        assert time.monotonic() - started < 0.1
-        http.host_slot_release(host)  # one of its requests ended: not busy any more
+        http.host_slot_release(host, seconds=5.0)  # a request took 5 s: the host is slow
         held.pop()
-        assert http.host_slot_take(host, timeout=1)
+        assert http.host_slot_take(host, timeout=1)  # a free slot is still taken
         held.append(True)
+        started = time.monotonic()
+        assert not http.host_slot_take(host, timeout=5)  # no free slot: refused at once, no thread tied up
+        assert time.monotonic() - started < 0.1
     finally:
         for _ in held:
             http.host_slot_release(host)
