@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import random
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ JITTER = 0.2
 MIN_WAIT_AFTER_429 = 60
 SEND_THREADS = 32  # per worker process; a hanging host can hold at most http.HOST_CONCURRENCY of them
 HOST_BUSY_DEFER = timedelta(seconds=2)
-HOST_SLOT_WAIT = 1.0  # seconds a request waits for its host to have a free slot
+HOST_SLOT_WAIT = 0.25  # seconds a request waits for its host to have a free slot
 STRAGGLER_WAIT = 0.25  # seconds a task waits for its slowest requests before moving on
 LEASE_MARGIN = timedelta(seconds=10)  # for the database writes after the last request
 RETRYABLE_STATUSES = {408, 429}
@@ -216,7 +217,10 @@ def deliveries_send(*, claim: Claim, wait_seconds: float | None = None) -> dict[
         delivery.configuration = configurations[delivery.configuration_id]
     secrets = {configuration.pk: secret_values_of(configuration) for configuration in configurations.values()}
 
+    started_at: dict[int, float] = {}  # delivery pk -> when its request began (time.monotonic)
+
     def exchange(delivery: Delivery) -> _Exchanged | Delivery:
+        started_at[delivery.pk] = time.monotonic()
         host = http.host_of(delivery.url)
         if not http.host_slot_take(host, timeout=HOST_SLOT_WAIT):
             return delivery  # deferred
@@ -231,8 +235,8 @@ def deliveries_send(*, claim: Claim, wait_seconds: float | None = None) -> dict[
             http.host_slot_release(host, seconds=result.duration_ms / 1000 if result else None)
         return _Exchanged(delivery, headers, started, result, secrets[delivery.configuration_id])
 
-    futures = [_send_pool().submit(exchange, delivery) for delivery in deliveries]
-    finished, running = wait(futures, timeout=wait_seconds)
+    futures = {_send_pool().submit(exchange, delivery): delivery.pk for delivery in deliveries}
+    finished, running = _wait_for_all_but_slow(futures, started_at, slow_after=wait_seconds)
     results = [future.result() for future in futures if future in finished]
     # One "now" for the batch, so that like outcomes share one UPDATE.
     now = clock.now()
@@ -251,6 +255,25 @@ def deliveries_send(*, claim: Claim, wait_seconds: float | None = None) -> dict[
     if running:
         counts["still_sending"] = len(running)
     return counts
+
+
+def _wait_for_all_but_slow(futures: dict, started_at: dict[int, float], *, slow_after: float | None):
+    """Wait for every request except those that have been running for `slow_after` seconds
+    (None: wait for all). A request still queued for a thread is not slow: it is waited for,
+    so that a busy pool does not turn whole batches into one-by-one writes."""
+    if slow_after is None:
+        return wait(futures)
+    pending = set(futures)
+    finished: set = set()
+    while pending:
+        done, pending = wait(pending, timeout=0.05)
+        finished |= done
+        now = time.monotonic()
+        if pending and all(
+            futures[future] in started_at and now - started_at[futures[future]] >= slow_after for future in pending
+        ):
+            break
+    return finished, pending
 
 
 def _straggler_save(future) -> None:
