@@ -47,10 +47,9 @@ def http_ok(url: str) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def scratch_environment(var_dir: Path, *, redis: bool = False) -> Iterator[dict[str, str]]:
-    """Environment for the product's processes, with a database of their own: a SQLite file in
-    `var_dir`, or a new PostgreSQL database when DATABASE_URL points to a server."""
+def process_environment(var_dir: Path) -> dict[str, str]:
+    """This environment without its database and Redis, set up for the product's processes:
+    development mode in `var_dir`, private destinations allowed, a cluster name of its own."""
     env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
     env.update(
         DEBUG="true",
@@ -61,6 +60,14 @@ def scratch_environment(var_dir: Path, *, redis: bool = False) -> Iterator[dict[
         LOG_LEVEL="WARNING",
         PYTHONPATH=str(ROOT),
     )
+    return env
+
+
+@contextlib.contextmanager
+def scratch_environment(var_dir: Path, *, redis: bool = False) -> Iterator[dict[str, str]]:
+    """Environment for the product's processes, with a database of their own: a SQLite file in
+    `var_dir`, or a new PostgreSQL database when DATABASE_URL points to a server."""
+    env = process_environment(var_dir)
     if redis:
         env["REDIS_URL"] = os.environ["REDIS_URL"]
     database_url = os.environ.get("DATABASE_URL", "")

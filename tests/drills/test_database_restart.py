@@ -7,14 +7,13 @@ it is skipped where the test cannot run one (not root, or no PostgreSQL binaries
 import os
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.drills.conftest import report
 from tests.drills.stand import DRILL_SETTINGS, Stand
-from tests.product import OwnPostgres, Processes, import_config, manage
+from tests.product import OwnPostgres, Processes, import_config, manage, process_environment
 
 pytestmark = pytest.mark.drill
 
@@ -33,16 +32,7 @@ def own_postgres():
 
 
 def test_database_stopped_and_started(tmp_path, receiver, own_postgres):
-    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(
-        DEBUG="true",
-        VAR_DIR=str(tmp_path),
-        DJANGO_SETTINGS_MODULE="project.settings",
-        POSTBACK_ALLOW_PRIVATE_DESTINATIONS="true",
-        Q_CLUSTER_NAME=f"t{uuid.uuid4().hex[:8]}",
-        DATABASE_URL=own_postgres.url,
-        **DRILL_SETTINGS,
-    )
+    env = {**process_environment(tmp_path), "DATABASE_URL": own_postgres.url, **DRILL_SETTINGS}
     if os.environ.get("REDIS_URL"):
         env["REDIS_URL"] = os.environ["REDIS_URL"]
     manage(env, "migrate", "-v0")

@@ -9,58 +9,27 @@ The Redis variant runs when REDIS_URL is set (and must, under CI=true).
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import psycopg
 import pytest
+
+from tests.product import free_port, scratch_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "pbk_end_to_end_test_key_0123456789"
 EVENTS = 30
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def scratch_env(tmp_path):
     """Environment for the product's processes, with a database of their own."""
-    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(
-        DEBUG="true",
-        VAR_DIR=str(tmp_path),
-        DJANGO_SETTINGS_MODULE="project.settings",
-        POSTBACK_ALLOW_PRIVATE_DESTINATIONS="true",
-        Q_CLUSTER_NAME=f"e2e{uuid.uuid4().hex[:8]}",
-        LOG_LEVEL="WARNING",
-    )
-    database_url = os.environ.get("DATABASE_URL", "")
-    scratch = None
-    if database_url.startswith(("postgres://", "postgresql://")):
-        parts = urlsplit(database_url)
-        scratch = f"postbacks_e2e_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(
-            host=parts.hostname, port=parts.port or 5432, user=parts.username, dbname="postgres", autocommit=True
-        ) as admin:
-            admin.execute(f'CREATE DATABASE "{scratch}"')
-        env["DATABASE_URL"] = parts._replace(path=f"/{scratch}").geturl()
-    yield env
-    if scratch:
-        with psycopg.connect(
-            host=parts.hostname, port=parts.port or 5432, user=parts.username, dbname="postgres", autocommit=True
-        ) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+    with scratch_environment(tmp_path) as env:
+        yield env
 
 
 def manage(env, *args, stdin=None):

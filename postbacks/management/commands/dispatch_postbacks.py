@@ -4,7 +4,6 @@ batches. Run exactly as many as you like (claims are atomic); `make run` starts 
 from __future__ import annotations
 
 import logging
-import signal
 import time
 
 from django.conf import settings
@@ -14,6 +13,7 @@ from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
 from postbacks.sending import backlog, deliveries_claim
+from postbacks.stopping import StopRequest
 
 logger = logging.getLogger("postbacks.dispatcher")
 
@@ -29,14 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="Claim and queue one round, then exit.")
 
     def handle(self, *args, once=False, **options):
-        stopping = False
-
-        def stop(signum, frame):
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        stopping = StopRequest()
         broker = get_broker()
         # Keep the queue short: rows wait in the database (the truth), not in the broker, so a
         # lost queue only delays them until their lease runs out.

@@ -21,6 +21,7 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 
 from postbacks.sending import workers_stalled
+from postbacks.stopping import StopRequest
 
 logger = logging.getLogger("postbacks.workers")
 
@@ -43,14 +44,7 @@ class Command(BaseCommand):
     help = "Run the django-q2 cluster (qcluster) and restart it when it exits or stalls, until stopped."
 
     def handle(self, *args, **options):
-        stopping = False
-
-        def stop(signum, frame):
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        stopping = StopRequest()
         stall = timedelta(seconds=settings.WORKER_STALL_SECONDS)
         cluster = self.start()
         started = time.monotonic()

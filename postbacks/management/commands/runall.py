@@ -18,6 +18,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from postbacks.stopping import StopRequest
+
 STOP_GRACE_SECONDS = 20
 
 
@@ -32,14 +34,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, addrport, **options):
         manage = str(Path(settings.BASE_DIR) / "manage.py")
-        stopping = False
-
-        def request_stop(signum, frame):
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGINT, request_stop)
-        signal.signal(signal.SIGTERM, request_stop)
+        stopping = StopRequest()
         children = {
             "workers": subprocess.Popen([sys.executable, manage, "run_workers"], start_new_session=True),
             "dispatcher": subprocess.Popen([sys.executable, manage, "dispatch_postbacks"], start_new_session=True),
