@@ -20,3 +20,11 @@ def test_macro_table_lists_exactly_the_macros_in_code():
 def test_readme_gives_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     assert "make run" in readme and "make test" in readme
+
+
+def test_every_setting_read_from_the_environment_is_in_the_readme():
+    settings_source = (ROOT / "project" / "settings.py").read_text()
+    names = set(re.findall(r'env_[a-z]+\("([A-Z_]+)"', settings_source))
+    assert names, "the pattern no longer finds the settings"
+    readme = (ROOT / "README.md").read_text()
+    assert sorted(name for name in names if f"`{name}`" not in readme) == []
