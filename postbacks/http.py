@@ -142,11 +142,11 @@ def _host_is_slow(host: str) -> bool:
 
 
 @contextmanager
-def _host_slot(host: str, *, held: bool):
+def _host_slot(url: str, *, held: bool):
     if held:  # the caller took it with host_slot_take
         yield
         return
-    with _slot(host):
+    with _slot(host_of(url)):
         yield
 
 
@@ -171,13 +171,12 @@ def send(*, method: str, url: str, headers: dict[str, str], body: str, slot_held
     At most HOST_CONCURRENCY requests per host are in flight in a process: this waits for a
     slot unless the caller holds one already (`slot_held`, see host_slot_take)."""
     started = time.monotonic()
-    host = host_of(url)
 
     def elapsed() -> int:
         return int((time.monotonic() - started) * 1000)
 
     try:
-        with _host_slot(host, held=slot_held):
+        with _host_slot(url, held=slot_held):
             prepared = requests.PreparedRequest()
             prepared.prepare(
                 method=method,

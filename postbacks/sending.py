@@ -41,7 +41,7 @@ MIN_WAIT_AFTER_429 = 60
 SEND_THREADS = 32  # per worker process; a hanging host can hold at most http.HOST_CONCURRENCY of them
 HOST_BUSY_DEFER = timedelta(seconds=2)
 HOST_SLOT_WAIT = 0.25  # seconds a request waits for its host to have a free slot
-STRAGGLER_WAIT = 0.25  # seconds a task waits for its slowest requests before moving on
+STRAGGLER_WAIT = 0.25  # a request running this long is left to record itself; the task moves on
 LEASE_MARGIN = timedelta(seconds=10)  # for the database writes after the last request
 RETRYABLE_STATUSES = {408, 429}
 MASK = "••••"
@@ -181,10 +181,7 @@ def workers_stalled(*, after: timedelta) -> bool:
     recorded for as long: the cluster is not taking work (a busy one records attempts all the
     time, an idle one has nothing due). Seen with django-q2 after a worker was SIGKILLed."""
     now = clock.now()
-    waiting = Delivery.objects.filter(
-        Q(status=Delivery.Status.SCHEDULED, due_at__lte=now - after)
-        | Q(status=Delivery.Status.SENDING, lease_expires_at__lte=now - after)
-    ).exists()
+    waiting = Delivery.objects.filter(due_filter(now - after)).exists()
     if not waiting:
         return False
     last = Attempt.objects.order_by("-pk").values_list("started_at", flat=True).first()
@@ -202,8 +199,9 @@ def deliveries_send(*, claim: Claim, wait_seconds: float | None = None) -> dict[
     - a request waits at most HOST_SLOT_WAIT for one of its host's in-flight slots (a fast
       host frees them in milliseconds); if the host is still busy, the delivery goes back to
       the schedule two seconds later ("deferred", no attempt spent);
-    - the task returns after `wait_seconds`; requests still running record themselves, from
-      their thread, when they finish, while the worker takes its next task.
+    - the task waits for its requests except those running for `wait_seconds` already; those
+      record themselves, from their thread, when they finish, while the worker takes its next
+      task (a request still queued for a thread is waited for).
     The writes of what finished in time are batched: one INSERT for the attempts and one
     UPDATE per group of deliveries that end the same way."""
     deliveries = _claim_renew(claim)
@@ -336,6 +334,13 @@ def _headers_for(delivery: Delivery) -> dict[str, str]:
 
 
 @dataclass
+class _Outcome:
+    delivery: Delivery
+    attempt: Attempt
+    changes: dict  # what the delivery row becomes
+
+
+@dataclass
 class _Exchanged:
     """A request made, its outcome not yet decided."""
 
@@ -346,62 +351,45 @@ class _Exchanged:
     secrets: list[str]
 
     def outcome(self, *, now: datetime) -> _Outcome:
-        return _outcome(self.delivery, self.headers, self.started, self.exchange, now=now, secrets=self.secrets)
-
-
-@dataclass
-class _Outcome:
-    delivery: Delivery
-    attempt: Attempt
-    changes: dict  # what the delivery row becomes
-
-
-def _outcome(
-    delivery: Delivery,
-    headers: dict[str, str],
-    started: datetime,
-    exchange: http.Exchange,
-    *,
-    now: datetime,
-    secrets: list[str],
-) -> _Outcome:
-    verdict = verdict_for(exchange)
-    number = delivery.attempts + 1
-    outcome, message = verdict.outcome, verdict.message
-    if outcome == Attempt.Outcome.RETRY and number >= delivery.max_attempts:
-        outcome = Attempt.Outcome.FAILED
-        message = f"{message}; gave up after {number} attempt{'s' if number > 1 else ''}"
-    attempt = Attempt(
-        delivery=delivery,
-        number=number,
-        started_at=started,
-        duration_ms=exchange.duration_ms,
-        method=delivery.method,
-        url=mask(delivery.url, secrets),
-        request_headers={
-            name: MASK if name.lower() in SECRET_HEADERS else mask(value, secrets) for name, value in headers.items()
-        },
-        request_body=mask(delivery.body, secrets),
-        response_status=exchange.status,
-        response_headers=exchange.headers,
-        response_body=exchange.body,
-        error=mask(message, secrets)[:500],
-        outcome=outcome,
-    )
-    changes: dict = {
-        "attempts": number,
-        "last_status_code": exchange.status,
-        "last_error": attempt.error,
-        "lease_expires_at": None,
-    }
-    if outcome == Attempt.Outcome.DELIVERED:
-        changes.update(status=Delivery.Status.DELIVERED, finished_at=now, due_at=None)
-    elif outcome == Attempt.Outcome.RETRY:
-        wait = retry_delay(retry_number=number, status=exchange.status, retry_after=exchange.header("Retry-After"))
-        changes.update(status=Delivery.Status.SCHEDULED, due_at=now + wait)
-    else:
-        changes.update(status=Delivery.Status.FAILED, finished_at=now, due_at=None)
-    return _Outcome(delivery=delivery, attempt=attempt, changes=changes)
+        delivery, exchange, secrets = self.delivery, self.exchange, self.secrets
+        verdict = verdict_for(exchange)
+        number = delivery.attempts + 1
+        outcome, message = verdict.outcome, verdict.message
+        if outcome == Attempt.Outcome.RETRY and number >= delivery.max_attempts:
+            outcome = Attempt.Outcome.FAILED
+            message = f"{message}; gave up after {number} attempt{'s' if number > 1 else ''}"
+        attempt = Attempt(
+            delivery=delivery,
+            number=number,
+            started_at=self.started,
+            duration_ms=exchange.duration_ms,
+            method=delivery.method,
+            url=mask(delivery.url, secrets),
+            request_headers={
+                name: MASK if name.lower() in SECRET_HEADERS else mask(value, secrets)
+                for name, value in self.headers.items()
+            },
+            request_body=mask(delivery.body, secrets),
+            response_status=exchange.status,
+            response_headers=exchange.headers,
+            response_body=exchange.body,
+            error=mask(message, secrets)[:500],
+            outcome=outcome,
+        )
+        changes: dict = {
+            "attempts": number,
+            "last_status_code": exchange.status,
+            "last_error": attempt.error,
+            "lease_expires_at": None,
+        }
+        if outcome == Attempt.Outcome.DELIVERED:
+            changes.update(status=Delivery.Status.DELIVERED, finished_at=now, due_at=None)
+        elif outcome == Attempt.Outcome.RETRY:
+            wait = retry_delay(retry_number=number, status=exchange.status, retry_after=exchange.header("Retry-After"))
+            changes.update(status=Delivery.Status.SCHEDULED, due_at=now + wait)
+        else:
+            changes.update(status=Delivery.Status.FAILED, finished_at=now, due_at=None)
+        return _Outcome(delivery=delivery, attempt=attempt, changes=changes)
 
 
 def _outcomes_save(outcomes: list[_Outcome]) -> None:
