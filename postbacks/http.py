@@ -209,7 +209,8 @@ def send(*, method: str, url: str, headers: dict[str, str], body: str, slot_held
         duration_ms=elapsed(),
         status=response.status_code,
         headers=dict(response.headers),
-        body=content.decode("utf-8", errors="replace"),
+        # A NUL cannot be stored in a PostgreSQL text column; the log shows it as U+FFFD.
+        body=content.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
     )
 
 
