@@ -20,7 +20,6 @@ from postbacks.sending import (
     deliveries_claim,
     deliveries_resend,
     deliveries_send,
-    lease_duration,
     retry_delay,
 )
 from project import clock
@@ -77,6 +76,13 @@ def test_a_postback_is_delivered_and_logged(app, postback, receiver, frozen):
     attempt = delivery.attempt_log.get()
     assert (attempt.outcome, attempt.response_status, attempt.response_body) == ("delivered", 200, "ok")
     assert attempt.url == delivery.url and attempt.started_at == T0
+
+
+def test_a_reply_with_nul_bytes_is_logged_not_lost(app, postback, receiver, frozen):
+    receiver.default = Reply(body="ok\x00done")  # PostgreSQL text cannot hold a NUL
+    ingest(app)
+    assert send_due() == {"delivered": 1}
+    assert Attempt.objects.get().response_body == "ok\ufffddone"
 
 
 def test_nothing_is_sent_before_it_is_due(app, receiver, allow_private, frozen):
@@ -202,11 +208,16 @@ def test_secrets_are_masked_in_the_attempt_log(app, partner, receiver, allow_pri
     assert "s3cr3t-token" not in attempt.url and "t=••••" in attempt.url
 
 
+def outlive(claim, frozen) -> None:
+    """Move the clock past the claim's lease."""
+    frozen.advance(claim.lease - clock.now() + timedelta(seconds=1))
+
+
 def test_a_lost_worker_only_delays_the_delivery(app, postback, receiver, frozen):
     ingest(app)
     claimed = deliveries_claim(limit=10)
     assert claimed.ids and deliveries_claim(limit=10).ids == []  # nobody else gets it while leased
-    frozen.advance(lease_duration() + timedelta(seconds=1))  # the worker died without a word
+    outlive(claimed, frozen)  # the worker died without a word
     reclaimed = deliveries_claim(limit=10)
     assert reclaimed.ids == claimed.ids
     assert deliveries_send(claim=reclaimed) == {"delivered": 1}
@@ -217,7 +228,7 @@ def test_a_lost_worker_only_delays_the_delivery(app, postback, receiver, frozen)
 def test_a_stale_worker_cannot_overwrite_the_new_owners_outcome(app, postback, receiver, frozen):
     ingest(app)
     first = deliveries_claim(limit=10)
-    frozen.advance(lease_duration() + timedelta(seconds=1))
+    outlive(first, frozen)
     second = deliveries_claim(limit=10)
     assert deliveries_send(claim=second) == {"delivered": 1}
     assert deliveries_send(claim=first) == {}  # the old claim is gone: nothing sent twice
@@ -227,7 +238,7 @@ def test_a_stale_worker_cannot_overwrite_the_new_owners_outcome(app, postback, r
 def test_a_claim_that_waited_past_its_lease_is_not_sent_beside_its_new_owner(app, postback, receiver, frozen):
     ingest(app)
     stale = deliveries_claim(limit=10)  # queued behind a slow batch while its lease ran out
-    frozen.advance(lease_duration() + timedelta(seconds=1))
+    outlive(stale, frozen)
     taken_over = deliveries_claim(limit=10)
     assert taken_over.ids == stale.ids
     assert deliveries_send(claim=stale) == {}  # the new owner has not finished: still not sent twice
@@ -238,7 +249,7 @@ def test_a_claim_that_waited_past_its_lease_is_not_sent_beside_its_new_owner(app
 def test_a_claim_taken_up_late_but_not_taken_over_is_still_sent(app, postback, receiver, frozen):
     ingest(app)
     claim = deliveries_claim(limit=10)
-    frozen.advance(lease_duration() + timedelta(seconds=1))  # nobody reclaimed it meanwhile
+    outlive(claim, frozen)  # nobody reclaimed it meanwhile
     assert deliveries_send(claim=claim) == {"delivered": 1}
     assert deliveries_claim(limit=10).ids == []  # the renewed lease keeps it from being reclaimed
     assert len(receiver.wait_for(1)) == 1
