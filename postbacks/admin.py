@@ -423,6 +423,7 @@ class DeliveryAdmin(ScopedModelAdmin):
         "device",
         "attempts",
         "max_attempts",
+        "deferrals",
         "due_at",
         "created_at",
         "finished_at",

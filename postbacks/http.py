@@ -86,6 +86,10 @@ _host_pace: dict[str, float] = {}  # moving average of request seconds, per host
 _host_last_end: dict[str, float] = {}
 PACE_WEIGHT = 0.2
 SLOW_REQUEST = 1.0  # seconds
+# A host at its in-flight limit none of whose requests ended for this long is not answering
+# fast: waiting for its slot would only tie up a sending thread.
+QUIET_LIMIT = 0.25  # seconds
+pace_clock = time.monotonic  # the clock of the pace rules (tests move it by hand)
 
 
 def _adapter() -> _GuardedAdapter:
@@ -116,16 +120,16 @@ def host_slot_take(host: str, *, timeout: float) -> bool:
     waiting for them would tie up the sending threads that other hosts need."""
     slot = _slot(host)
     if slot.acquire(blocking=False):
-        _host_last_end.setdefault(host, time.monotonic())
+        _host_last_end.setdefault(host, pace_clock())
         return True
-    if _host_is_slow(host):
+    if host_is_slow(host):
         return False
     return slot.acquire(timeout=timeout)
 
 
 def host_slot_release(host: str, *, seconds: float | None = None) -> None:
     """Give the slot back; `seconds` is how long the request took (it teaches the host's pace)."""
-    now = time.monotonic()
+    now = pace_clock()
     _host_last_end[host] = now
     if seconds is not None:
         previous = _host_pace.get(host, seconds)
@@ -133,12 +137,18 @@ def host_slot_release(host: str, *, seconds: float | None = None) -> None:
     _slot(host).release()
 
 
-def _host_is_slow(host: str) -> bool:
+def host_is_slow(host: str) -> bool:
     """Slow: its requests have lately taken over SLOW_REQUEST seconds on average, or none of
-    them has ended for as long (a host that just started to hang)."""
+    them has ended for QUIET_LIMIT (a host that just started to hang)."""
     pace = _host_pace.get(host, 0.0)
-    quiet = time.monotonic() - _host_last_end.get(host, time.monotonic())
-    return pace > SLOW_REQUEST or quiet > SLOW_REQUEST
+    now = pace_clock()
+    quiet = now - _host_last_end.get(host, now)
+    return pace > SLOW_REQUEST or quiet > QUIET_LIMIT
+
+
+def host_pace(host: str) -> float:
+    """How long the host's requests have lately taken, in seconds (0 when not known yet)."""
+    return _host_pace.get(host, 0.0)
 
 
 @contextmanager

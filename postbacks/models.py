@@ -278,6 +278,9 @@ class Delivery(AccountScoped):
     body = models.TextField(blank=True)
     max_attempts = models.PositiveSmallIntegerField(default=1, help_text="1 + the configuration's retry attempts.")
     attempts = models.PositiveSmallIntegerField(default=0)
+    deferrals = models.PositiveIntegerField(
+        default=0, help_text="Times put back unsent because its destination had no free connection slot."
+    )
     due_at = models.DateTimeField(null=True, blank=True, help_text="When the next attempt is due.")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()

@@ -54,6 +54,31 @@ def test_redirects_are_not_followed_and_no_cookie_is_sent_back(receiver, setting
     assert "cookie" not in receiver.received[1].headers  # one partner's cookie is not carried to the next
 
 
+def test_a_host_whose_requests_stopped_ending_is_refused_at_once(monkeypatch):
+    import time
+    import uuid
+
+    now = [1000.0]
+    monkeypatch.setattr(http, "pace_clock", lambda: now[0])
+    host = f"{uuid.uuid4().hex}.example:80"
+    held = [http.host_slot_take(host, timeout=1) for _ in range(http.HOST_CONCURRENCY)]
+    try:
+        now[0] += http.QUIET_LIMIT + 0.01  # none of its requests ended since they started
+        started = time.monotonic()
+        assert not http.host_slot_take(host, timeout=5)
+        assert time.monotonic() - started < 0.1  # no wait: the host has just started to hang
+        http.host_slot_release(host, seconds=0.01)  # one answered fast after all
+        held.pop()
+        assert http.host_slot_take(host, timeout=1)
+        held.append(True)
+        started = time.monotonic()
+        assert not http.host_slot_take(host, timeout=0.2)  # answering again: worth a wait
+        assert time.monotonic() - started >= 0.2
+    finally:
+        for _ in held:
+            http.host_slot_release(host)
+
+
 def test_a_fast_host_is_waited_for_and_a_slow_one_refused_at_once():
     import time
     import uuid

@@ -339,6 +339,7 @@ def test_a_hanging_destination_does_not_hold_up_the_task_and_records_itself_late
 
 def test_a_host_with_no_free_slot_is_deferred_without_spending_an_attempt(app, postback, receiver, frozen, monkeypatch):
     monkeypatch.setattr(sending, "HOST_SLOT_WAIT", 0.05)
+    monkeypatch.setattr(http, "pace_clock", lambda: 1000.0)  # its requests have just started: not slow
     ingest(app)
     host = http.host_of(receiver.url)
     taken = [http.host_slot_take(host, timeout=1) for _ in range(http.HOST_CONCURRENCY)]
@@ -350,9 +351,39 @@ def test_a_host_with_no_free_slot_is_deferred_without_spending_an_attempt(app, p
             http.host_slot_release(host)
     delivery = Delivery.objects.get()
     assert delivery.status == Delivery.Status.SCHEDULED and delivery.attempts == 0
-    assert delivery.due_at == T0 + sending.HOST_BUSY_DEFER
+    assert delivery.due_at == T0 + sending.HOST_BUSY_DEFER and delivery.deferrals == 1
     frozen.advance(sending.HOST_BUSY_DEFER)
     assert send_due() == {"delivered": 1}
+
+
+def test_a_slow_host_with_no_free_slot_is_deferred_for_as_long_as_its_requests_take(
+    app, postback, receiver, frozen, monkeypatch
+):
+    monkeypatch.setattr(sending, "HOST_SLOT_WAIT", 0.05)
+    ingest(app)
+    host = http.host_of(receiver.url)
+    taken = [http.host_slot_take(host, timeout=1) for _ in range(http.HOST_CONCURRENCY)]
+    http.host_slot_release(host, seconds=12.0)  # its requests take 12 s...
+    taken.pop()
+    taken.append(http.host_slot_take(host, timeout=1))  # ...and every slot is taken again
+    try:
+        assert deliveries_send(claim=deliveries_claim(limit=10)) == {"deferred": 1}
+    finally:
+        for _ in taken:
+            http.host_slot_release(host, seconds=12.0)
+    delivery = Delivery.objects.get()
+    assert delivery.attempts == 0 and delivery.due_at == T0 + timedelta(seconds=12)
+    assert delivery.deferrals == 1
+
+
+def test_each_deferral_to_a_slow_host_waits_twice_as_long_up_to_a_minute():
+    waits = [
+        sending.deferral_wait(deferrals=count, host_slow=True, host_pace=0.0).total_seconds() for count in range(6)
+    ]
+    assert waits == [5, 10, 20, 40, 60, 60]
+    assert sending.deferral_wait(deferrals=0, host_slow=True, host_pace=12.0) == timedelta(seconds=12)
+    # A fast host that was merely at its limit is tried again soon, however often that happened.
+    assert sending.deferral_wait(deferrals=7, host_slow=False, host_pace=0.01) == sending.HOST_BUSY_DEFER
 
 
 def test_a_batch_is_recorded_with_a_few_statements_not_a_few_per_delivery(
