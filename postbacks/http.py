@@ -80,16 +80,44 @@ class _GuardedAdapter(HTTPAdapter):
 
 
 _local = threading.local()
-_host_slots: dict[str, threading.BoundedSemaphore] = {}
-_host_slots_lock = threading.Lock()
-_host_pace: dict[str, float] = {}  # moving average of request seconds, per host
-_host_last_end: dict[str, float] = {}
 PACE_WEIGHT = 0.2
 SLOW_REQUEST = 1.0  # seconds
 # A host at its in-flight limit none of whose requests ended for this long is not answering
 # fast: waiting for its slot would only tie up a sending thread.
 QUIET_LIMIT = 0.25  # seconds
 pace_clock = time.monotonic  # the clock of the pace rules (tests move it by hand)
+
+
+class _Host:
+    """A destination's in-flight slots and what its requests lately took."""
+
+    def __init__(self) -> None:
+        self.slots = threading.BoundedSemaphore(HOST_CONCURRENCY)
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.pace = 0.0  # moving average of request seconds (0: not known yet)
+        self.heard_from = pace_clock()  # last time a request ended, or began with none in flight
+
+    def taken(self) -> None:
+        with self.lock:
+            if self.in_flight == 0:
+                self.heard_from = pace_clock()  # an idle host has not gone quiet: it had nothing to say
+            self.in_flight += 1
+
+    def released(self, seconds: float | None) -> None:
+        with self.lock:
+            self.in_flight -= 1
+            self.heard_from = pace_clock()
+            if seconds is not None:
+                self.pace = seconds if self.pace == 0.0 else self.pace + PACE_WEIGHT * (seconds - self.pace)
+        self.slots.release()
+
+    def slow(self) -> bool:
+        return self.pace > SLOW_REQUEST or pace_clock() - self.heard_from > QUIET_LIMIT
+
+
+_hosts: dict[str, _Host] = {}
+_hosts_lock = threading.Lock()
 
 
 def _adapter() -> _GuardedAdapter:
@@ -103,9 +131,12 @@ def _adapter() -> _GuardedAdapter:
     return adapter
 
 
-def _slot(host: str) -> threading.BoundedSemaphore:
-    with _host_slots_lock:
-        return _host_slots.setdefault(host, threading.BoundedSemaphore(HOST_CONCURRENCY))
+def _host(host: str) -> _Host:
+    state = _hosts.get(host)
+    if state is None:
+        with _hosts_lock:
+            state = _hosts.setdefault(host, _Host())
+    return state
 
 
 def host_of(url: str) -> str:
@@ -118,37 +149,28 @@ def host_slot_take(host: str, *, timeout: float) -> bool:
     """Take one of the host's in-flight slots. When all are taken, wait (at most `timeout`)
     only for a host that answers fast: a slow host's slots stay taken for seconds, and
     waiting for them would tie up the sending threads that other hosts need."""
-    slot = _slot(host)
-    if slot.acquire(blocking=False):
-        _host_last_end.setdefault(host, pace_clock())
-        return True
-    if host_is_slow(host):
+    state = _host(host)
+    free = state.slots.acquire(blocking=False) or (not state.slow() and state.slots.acquire(timeout=timeout))
+    if not free:
         return False
-    return slot.acquire(timeout=timeout)
+    state.taken()
+    return True
 
 
 def host_slot_release(host: str, *, seconds: float | None = None) -> None:
     """Give the slot back; `seconds` is how long the request took (it teaches the host's pace)."""
-    now = pace_clock()
-    _host_last_end[host] = now
-    if seconds is not None:
-        previous = _host_pace.get(host, seconds)
-        _host_pace[host] = previous + PACE_WEIGHT * (seconds - previous)
-    _slot(host).release()
+    _host(host).released(seconds)
 
 
 def host_is_slow(host: str) -> bool:
-    """Slow: its requests have lately taken over SLOW_REQUEST seconds on average, or none of
-    them has ended for QUIET_LIMIT (a host that just started to hang)."""
-    pace = _host_pace.get(host, 0.0)
-    now = pace_clock()
-    quiet = now - _host_last_end.get(host, now)
-    return pace > SLOW_REQUEST or quiet > QUIET_LIMIT
+    """Slow: its requests have lately taken over SLOW_REQUEST seconds on average, or it has
+    requests in flight and none of them ended for QUIET_LIMIT (a host that began to hang)."""
+    return _host(host).slow()
 
 
 def host_pace(host: str) -> float:
     """How long the host's requests have lately taken, in seconds (0 when not known yet)."""
-    return _host_pace.get(host, 0.0)
+    return _host(host).pace
 
 
 @contextmanager
@@ -156,8 +178,13 @@ def _host_slot(url: str, *, held: bool):
     if held:  # the caller took it with host_slot_take
         yield
         return
-    with _slot(host_of(url)):
+    state = _host(host_of(url))
+    state.slots.acquire()
+    state.taken()
+    try:
         yield
+    finally:
+        state.released(None)
 
 
 @dataclass

@@ -17,8 +17,8 @@ from tests.receiver import Receiver
 
 API_KEY = "pbk_drill_key_0123456789abcdefghij"
 
-# Short timeouts keep a killed worker's lease short (one wave of 1 s slot wait + 1 s + 3 s,
-# plus 10 s), so a drill recovers in seconds, not minutes.
+# Short timeouts keep a killed worker's lease short (one wave of 0.25 s slot wait + 1 s + 3 s,
+# plus 10 s margin and 10 s queue allowance: 24 s), so a drill recovers in seconds, not minutes.
 DRILL_SETTINGS = {
     "POSTBACK_BATCH_SIZE": "20",
     "POSTBACK_CONNECT_TIMEOUT": "1",

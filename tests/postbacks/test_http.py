@@ -79,6 +79,26 @@ def test_a_host_whose_requests_stopped_ending_is_refused_at_once(monkeypatch):
             http.host_slot_release(host)
 
 
+def test_a_host_that_was_idle_is_not_taken_for_a_quiet_one(monkeypatch):
+    import time
+    import uuid
+
+    now = [1000.0]
+    monkeypatch.setattr(http, "pace_clock", lambda: now[0])
+    host = f"{uuid.uuid4().hex}.example:80"
+    assert http.host_slot_take(host, timeout=1)
+    http.host_slot_release(host, seconds=0.01)
+    now[0] += 60  # nothing to send for a minute, then a burst
+    held = [http.host_slot_take(host, timeout=1) for _ in range(http.HOST_CONCURRENCY)]
+    try:
+        started = time.monotonic()
+        assert not http.host_slot_take(host, timeout=0.2)  # its requests just started: worth a wait
+        assert time.monotonic() - started >= 0.2
+    finally:
+        for _ in held:
+            http.host_slot_release(host)
+
+
 def test_a_fast_host_is_waited_for_and_a_slow_one_refused_at_once():
     import time
     import uuid
