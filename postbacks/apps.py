@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_delete, post_migrate, post_save
 
 
 class PostbacksConfig(AppConfig):
@@ -7,7 +7,13 @@ class PostbacksConfig(AppConfig):
     verbose_name = "Postbacks"
 
     def ready(self) -> None:
+        from postbacks.configuration_cache import WATCHED_MODELS, forget_all
         from postbacks.roles import ensure_role_groups
+
+        for model in WATCHED_MODELS:
+            uid = f"configuration_cache_{model._meta.label}"
+            post_save.connect(forget_all, sender=model, dispatch_uid=f"{uid}_save")
+            post_delete.connect(forget_all, sender=model, dispatch_uid=f"{uid}_delete")
 
         # Permissions exist only after migrate, so the groups are (re)built here, every time.
         post_migrate.connect(ensure_role_groups, sender=self, dispatch_uid="postbacks_role_groups")

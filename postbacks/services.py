@@ -10,6 +10,7 @@ from django.db import transaction
 
 from events.models import App, Click, Device, Event, Tracker
 from partners.models import Partner
+from postbacks.configuration_cache import app_configurations, partners_by_pk
 from postbacks.models import Delivery, PostbackConfiguration
 from postbacks.rendering import RenderError, render_postback
 from project import metrics
@@ -34,9 +35,7 @@ def deliveries_for_events(*, app: App, events: list[Event]) -> dict[int, int]:
     """Store a Delivery for every configuration of the app that listens to each event:
     scheduled (with the exact request), or skipped with the reason. Returns event pk →
     number scheduled. Call inside the transaction that stored the events."""
-    configurations = list(
-        PostbackConfiguration.objects.filter(app=app).select_related("app", "partner_configuration__partner")
-    )
+    configurations = app_configurations(app)
     if not configurations or not events:
         return {}
     context = _Context(app=app, events=events)
@@ -66,7 +65,7 @@ class _Context:
 
     def __init__(self, *, app: App, events: list[Event]):
         self.app = app
-        self.partners = {partner.pk: partner for partner in Partner.objects.all()}
+        self.partners = partners_by_pk()
         devices = {event.device_id: event.device for event in events}
         self.devices = devices
         tracker_ids = {

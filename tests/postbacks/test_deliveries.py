@@ -233,3 +233,29 @@ class TestSessionBegin:
         )
         with pytest.raises(IntegrityError), transaction.atomic():
             duplicate.save()
+
+
+def test_a_configuration_changed_here_applies_to_the_next_event_at_once(app, setup):
+    config = factories.make_custom_postback(app, url="https://example.com/pb")
+    assert send(app, "install", T0, adid=ADID).postbacks_scheduled == 1
+    config.status = PostbackConfiguration.Status.INACTIVE
+    config.save()
+    second = send(app, "install", T0 + timedelta(days=1), adid="11111111-2222-3333-4444-555555555555")
+    assert second.postbacks_scheduled == 0
+    assert Delivery.objects.get(event=second).status == Delivery.Status.SKIPPED
+
+
+def test_a_change_made_by_another_process_applies_within_the_cache_lifetime(app, setup, monkeypatch):
+    from postbacks import configuration_cache
+
+    now = [1000.0]
+    monkeypatch.setattr(configuration_cache, "cache_clock", lambda: now[0])
+    config = factories.make_custom_postback(app, url="https://example.com/pb")
+    assert send(app, "install", T0).postbacks_scheduled == 1
+    # Another process (the admin's web worker) pauses it: no signal reaches this one.
+    PostbackConfiguration.objects.filter(pk=config.pk).update(status=PostbackConfiguration.Status.INACTIVE)
+    other = "11111111-2222-3333-4444-555555555555"
+    assert send(app, "install", T0, adid=other).postbacks_scheduled == 1  # still cached
+    now[0] += configuration_cache.CACHE_SECONDS
+    third = "22222222-2222-3333-4444-555555555555"
+    assert send(app, "install", T0, adid=third).postbacks_scheduled == 0
