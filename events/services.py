@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from events.app_cache import app_profile
 from events.models import App, Click, Device, DeviceIdentifier, Event, Tracker, new_api_key
+from project.bulk import rows_insert
 
 
 @transaction.atomic
@@ -274,9 +275,9 @@ class _EventBatch:
     # writes ---------------------------------------------------------------------------
     def _write(self, events: list[Event]) -> None:
         if self.new_devices:
-            _bulk_create_with_ids(Device, self.new_devices)
+            rows_insert(Device, self.new_devices)
         if self.new_identifiers:
-            DeviceIdentifier.objects.bulk_create(self.new_identifiers)
+            rows_insert(DeviceIdentifier, self.new_identifiers)
         for pk, fields in self.changed_fields.items():  # first installs and reengagements: rare
             device = self.devices_by_pk[pk]
             values = {field: getattr(device, Device._meta.get_field(field).attname) for field in fields}
@@ -289,7 +290,7 @@ class _EventBatch:
         for count, pks in by_count.items():  # reinstalls only move a counter
             Device.objects.filter(pk__in=pks).update(install_count=F("install_count") + count)
         if events:
-            _bulk_create_with_ids(Event, events)
+            rows_insert(Event, events)
 
 
 def _identifier_match(values_by_kind: dict[str, set[str]], *, field: str | None) -> Q | None:
@@ -302,15 +303,6 @@ def _identifier_match(values_by_kind: dict[str, set[str]], *, field: str | None)
         condition = Q(kind=kind, value__in=values) if field == "value" else Q(**{f"{kind}__in": values})
         match = condition if match is None else match | condition
     return match
-
-
-def _bulk_create_with_ids(model, objects: list) -> None:
-    """bulk_create that leaves every object with its primary key (needed for the rows that point to it)."""
-    if connection.features.can_return_rows_from_bulk_insert:
-        model.objects.bulk_create(objects)
-    else:  # pragma: no cover - old SQLite without RETURNING
-        for instance in objects:
-            instance.save(force_insert=True)
 
 
 def click_record(

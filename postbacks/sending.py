@@ -33,6 +33,7 @@ from postbacks import http
 from postbacks.models import Attempt, Delivery, PostbackConfiguration
 from postbacks.rendering import RenderedRequest, render_postback, sample_values
 from project import clock, metrics
+from project.bulk import rows_insert
 
 logger = logging.getLogger("postbacks.delivery")
 
@@ -429,108 +430,54 @@ def _outcomes_save(outcomes: list[_Outcome]) -> None:
     writes the outcome; a reclaimed delivery keeps its new owner's."""
     if not outcomes:
         return
-    if connection.vendor == "postgresql":
-        _outcomes_save_postgresql(outcomes)
-        return
-    # Deliveries claimed together share their lease, so groups of like outcomes stay few.
-    groups: dict[tuple, list[int]] = {}
-    for outcome in outcomes:
-        key = (outcome.delivery.lease_expires_at, *sorted(outcome.changes.items()))
-        groups.setdefault(key, []).append(outcome.delivery.pk)
     with transaction.atomic():
-        Attempt.objects.bulk_create([outcome.attempt for outcome in outcomes])
+        rows_insert(Attempt, [outcome.attempt for outcome in outcomes])
+        if connection.vendor == "postgresql":
+            _deliveries_update_postgresql(outcomes)
+            return
+        # Deliveries claimed together share their lease, so groups of like outcomes stay few.
+        groups: dict[tuple, list[int]] = {}
+        for outcome in outcomes:
+            key = (outcome.delivery.lease_expires_at, *sorted(outcome.changes.items()))
+            groups.setdefault(key, []).append(outcome.delivery.pk)
         for (lease, *changes), pks in groups.items():
             Delivery.objects.filter(pk__in=pks, status=Delivery.Status.SENDING, lease_expires_at=lease).update(
                 **dict(changes)
             )
 
 
-# The hot path's two writes on PostgreSQL: the whole batch travels as one JSON document per
-# statement. Preparing a hundred rows field by field through the ORM cost the worker more CPU
-# than sending the requests (docs/performance.md).
-_ATTEMPT_COLUMNS = (
-    ("delivery_id", "bigint"),
-    ("number", "smallint"),
-    ("started_at", "timestamptz"),
-    ("duration_ms", "integer"),
-    ("method", "varchar"),
-    ("url", "text"),
-    ("request_headers", "jsonb"),
-    ("request_body", "text"),
-    ("response_status", "smallint"),
-    ("response_headers", "jsonb"),
-    ("response_body", "text"),
-    ("error", "varchar"),
-    ("outcome", "varchar"),
-)
-_ATTEMPTS_INSERT = "INSERT INTO {table} ({names}) SELECT {names} FROM jsonb_to_recordset(%s::jsonb) AS item({types})"
-_DELIVERY_COLUMNS = (
-    ("id", "bigint"),
-    ("lease", "timestamptz"),
-    ("status", "varchar"),
-    ("attempts", "smallint"),
-    ("last_status_code", "smallint"),
-    ("last_error", "varchar"),
-    ("due_at", "timestamptz"),
-    ("finished_at", "timestamptz"),
-)
+# On PostgreSQL one statement updates the whole batch, whatever its outcomes (a batch of
+# retries has as many due times as deliveries); the rows travel as one JSON document.
 _DELIVERIES_UPDATE = """
 UPDATE {table} AS delivery SET status = item.status, attempts = item.attempts,
     last_status_code = item.last_status_code, last_error = item.last_error, due_at = item.due_at,
     finished_at = item.finished_at, lease_expires_at = NULL
-FROM jsonb_to_recordset(%s::jsonb) AS item({types})
+FROM jsonb_to_recordset(%s::jsonb) AS item(
+    id bigint, lease timestamptz, status varchar, attempts smallint, last_status_code smallint,
+    last_error varchar, due_at timestamptz, finished_at timestamptz)
 WHERE delivery.id = item.id AND delivery.status = 'sending' AND delivery.lease_expires_at = item.lease
 """
 
 
-def _column_list(columns) -> tuple[str, str]:
-    return ", ".join(name for name, _ in columns), ", ".join(f"{name} {kind}" for name, kind in columns)
+def _deliveries_update_postgresql(outcomes: list[_Outcome]) -> None:
+    def moment(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
 
-
-def _outcomes_save_postgresql(outcomes: list[_Outcome]) -> None:
-    attempts = []
-    deliveries = []
-    for outcome in outcomes:
-        attempt, changes = outcome.attempt, outcome.changes
-        attempts.append(
-            {
-                "delivery_id": attempt.delivery_id,
-                "number": attempt.number,
-                "started_at": attempt.started_at.isoformat(),
-                "duration_ms": attempt.duration_ms,
-                "method": attempt.method,
-                "url": attempt.url,
-                "request_headers": attempt.request_headers,
-                "request_body": attempt.request_body,
-                "response_status": attempt.response_status,
-                "response_headers": attempt.response_headers,
-                "response_body": attempt.response_body,
-                "error": attempt.error,
-                "outcome": attempt.outcome,
-            }
-        )
-        deliveries.append(
-            {
-                "id": outcome.delivery.pk,
-                "lease": outcome.delivery.lease_expires_at.isoformat(),
-                "status": changes["status"],
-                "attempts": changes["attempts"],
-                "last_status_code": changes["last_status_code"],
-                "last_error": changes["last_error"],
-                "due_at": changes["due_at"] and changes["due_at"].isoformat(),
-                "finished_at": changes["finished_at"] and changes["finished_at"].isoformat(),
-            }
-        )
-    attempt_names, attempt_types = _column_list(_ATTEMPT_COLUMNS)
-    _, delivery_types = _column_list(_DELIVERY_COLUMNS)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            _ATTEMPTS_INSERT.format(table=Attempt._meta.db_table, names=attempt_names, types=attempt_types),
-            [json.dumps(attempts)],
-        )
-        cursor.execute(
-            _DELIVERIES_UPDATE.format(table=Delivery._meta.db_table, types=delivery_types), [json.dumps(deliveries)]
-        )
+    rows = [
+        {
+            "id": outcome.delivery.pk,
+            "lease": moment(outcome.delivery.lease_expires_at),
+            "status": outcome.changes["status"],
+            "attempts": outcome.changes["attempts"],
+            "last_status_code": outcome.changes["last_status_code"],
+            "last_error": outcome.changes["last_error"],
+            "due_at": moment(outcome.changes["due_at"]),
+            "finished_at": moment(outcome.changes["finished_at"]),
+        }
+        for outcome in outcomes
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_DELIVERIES_UPDATE.format(table=Delivery._meta.db_table), [json.dumps(rows)])
 
 
 def _attempt_report(outcome: _Outcome) -> None:
