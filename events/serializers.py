@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import uuid
@@ -160,8 +161,87 @@ class EventSerializer(serializers.Serializer):
             raise serializers.ValidationError({"currency": "Required with revenue."})
         return attrs
 
-    def to_event_input(self, *, caller_ip: str | None) -> EventInput:
-        return event_input_from(self.validated_data, caller_ip=caller_ip)
+
+_TEXT_FIELDS = {"user_agent": 512, "os_version": 32, "app_version": 32, "value": 1024}
+_CODE_FIELDS = {"country": (2, COUNTRIES), "currency": (3, CURRENCIES)}
+_NOT_PLAIN = re.compile("[\x00\ud800-\udfff]")  # what DRF's CharField refuses outright
+_prototype: list[EventSerializer] = []
+
+
+def _declared_field(name: str) -> serializers.Field:
+    if not _prototype:
+        _prototype.append(EventSerializer(context={"event_names": ()}))
+    return _prototype[0].fields[name]
+
+
+def _plain(value, max_length: int) -> bool:
+    """Text DRF's CharField would keep exactly as it is."""
+    return (
+        isinstance(value, str) and len(value) <= max_length and value == value.strip() and not _NOT_PLAIN.search(value)
+    )
+
+
+def event_validated_fast(item, *, event_names) -> dict | None:
+    """EventSerializer's validated data for a well-formed event, worked out without DRF's
+    per-field machinery (which was 40 % of a batch's CPU); None whenever the item needs the
+    serializer: anything unusual and every error, which the serializer then words. Datetimes
+    and decimals go through the serializer's own fields. A property test keeps the two equal."""
+    if not isinstance(item, dict) or not set(item) <= _FIELD_NAMES:
+        return None
+    event_id, name, device = item.get("event_id"), item.get("event"), item.get("device")
+    if not (isinstance(event_id, str) and EVENT_ID.fullmatch(event_id)):
+        return None
+    if not (_plain(name, 64) and name in event_names and isinstance(device, dict)):
+        return None
+    ids, errors = normalize_device_ids(device, strict=True)
+    if errors or not ids:
+        return None
+    data = {"event_id": event_id, "event": name, "device": ids}
+    for field, max_length in _TEXT_FIELDS.items():
+        if field in item:
+            if not _plain(item[field], max_length):
+                return None
+            data[field] = item[field]
+    for field, (max_length, codes) in _CODE_FIELDS.items():
+        if field in item:
+            value = item[field]
+            if not _plain(value, max_length) or (value and value.upper() not in codes):
+                return None
+            data[field] = value.upper()
+    if "ip" in item:
+        value = item["ip"]
+        if not _plain(value, 15) or ":" in value:
+            return None  # IPv6 is normalized by the serializer
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            return None
+        data["ip"] = value
+    if "properties" in item:
+        value = item["properties"]
+        if not isinstance(value, dict):
+            return None
+        try:
+            size = len(json.dumps(value, separators=(",", ":")).encode())
+        except (TypeError, ValueError):
+            return None
+        if size > MAX_PROPERTIES_BYTES:
+            return None
+        data["properties"] = value
+    try:
+        for field in ("timestamp", "revenue"):
+            if field in item:
+                data[field] = _declared_field(field).run_validation(item[field])
+    except serializers.ValidationError:
+        return None
+    now = clock.now()
+    timestamp = data.get("timestamp") or now
+    if not now - timedelta(days=settings.EVENT_MAX_AGE_DAYS) <= timestamp <= now + MAX_FUTURE:
+        return None
+    data["timestamp"] = timestamp
+    if data.get("revenue") is not None and not data.get("currency"):
+        return None
+    return data
 
 
 def event_input_from(data: dict, *, caller_ip: str | None) -> EventInput:
@@ -181,6 +261,9 @@ def event_input_from(data: dict, *, caller_ip: str | None) -> EventInput:
         value=data.get("value", ""),
         properties=data.get("properties") or {},
     )
+
+
+_FIELD_NAMES = frozenset(EventSerializer._declared_fields)
 
 
 class EventAcceptedSerializer(serializers.Serializer):

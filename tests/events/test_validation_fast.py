@@ -1,0 +1,119 @@
+"""The API's fast validation path must agree with EventSerializer: whatever it accepts, the
+serializer accepts with the same data; everything else goes to the serializer."""
+
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from events.serializers import EventSerializer, event_validated_fast
+from project import clock
+from tests.events.test_api_properties import OPTIONAL_FIELDS, anything, event_bodies
+
+NAMES = ("install", "session_begin", "purchase")
+NOW = datetime.now(UTC)  # the property strategies' timestamps are around the real now
+
+# Text that DRF trims, refuses or normalizes: surrounding blanks, a trailing newline, NUL,
+# lone surrogates, upper and lower case, IPv6, numbers where text is expected.
+awkward_text = st.text(
+    alphabet=st.sampled_from(["a", "Z", "9", " ", "\n", "\t", "\x00", "\ud800", "é", "-"]), max_size=8
+)
+padded_text = st.tuples(
+    st.sampled_from(["", " ", "\t"]),
+    st.text(alphabet="aZ9-.", min_size=1, max_size=6),
+    st.sampled_from(["", "\n", " "]),
+).map("".join)
+awkward_text = awkward_text | padded_text
+tricky_bodies = st.fixed_dictionaries(
+    {
+        "event_id": st.uuids().map(str) | awkward_text | st.uuids().map(lambda value: f" {value}\n"),
+        "event": st.sampled_from(NAMES) | st.sampled_from(NAMES).map(lambda name: name + "\n") | awkward_text,
+        "device": st.fixed_dictionaries(
+            {"adid": st.uuids().map(str) | st.uuids().map(lambda value: str(value).upper() + " ")},
+            optional={"android_id": st.text(alphabet="0123456789abcdefABCDEF ", max_size=34), "imei": anything},
+        ),
+    },
+    optional={
+        **OPTIONAL_FIELDS,
+        "ip": st.ip_addresses().map(str) | st.ip_addresses().map(lambda ip: f" {ip}") | awkward_text,
+        "country": st.sampled_from(["US", "us", " US", "US\n", "Us", "", " "]) | awkward_text,
+        "currency": st.sampled_from(["USD", "usd", "USD ", ""]),
+        "revenue": st.sampled_from(["4.99", " 4.99", "1e3", "0.0000001", "-1", "NaN", 4.99, 5, None, True])
+        | st.decimals(allow_nan=True, allow_infinity=True).map(str),
+        "user_agent": awkward_text,
+        "app_version": awkward_text | st.integers(),
+        "timestamp": st.sampled_from(["2026-11-23T10:00:00", "2026-11-23 10:00:00+01:00", "", None])
+        | OPTIONAL_FIELDS["timestamp"],
+    },
+)
+
+
+BASE = {
+    "event_id": "e-1",
+    "event": "purchase",
+    "device": {"adid": "38400000-8cf0-11bd-b23e-10b96e40000d"},
+    "revenue": "4.99",
+    "currency": "USD",
+}
+awkward_values = awkward_text | st.integers() | st.booleans() | st.none() | anything
+# A valid body with exactly one field made awkward: each difference gets its own chance.
+one_field_awkward = st.sampled_from(sorted({*BASE, *OPTIONAL_FIELDS, "app_version"})).flatmap(
+    lambda field: (tricky_bodies.map(lambda body, field=field: body.get(field, "")) | awkward_values).map(
+        lambda value, field=field: {**BASE, field: value}
+    )
+)
+
+
+def serializer_result(body):
+    serializer = EventSerializer(data=body, context={"event_names": NAMES})
+    return (dict(serializer.validated_data) if serializer.is_valid() else None), serializer.errors
+
+
+@settings(max_examples=700, deadline=None)
+@given(body=event_bodies | tricky_bodies | one_field_awkward)
+def test_what_the_fast_path_accepts_the_serializer_accepts_with_the_same_data(body):
+    with clock.frozen(NOW):
+        fast = event_validated_fast(body, event_names=NAMES)
+        expected, errors = serializer_result(body)
+    if fast is not None:
+        assert expected is not None, errors
+        assert fast == expected
+
+
+def test_ordinary_events_take_the_fast_path():
+    ordinary = [
+        {"event_id": "e-1", "event": "install", "device": {"adid": "38400000-8cf0-11bd-b23e-10b96e40000d"}},
+        {
+            "event_id": "w0-17-3811",
+            "event": "purchase",
+            "device": {"adid": "38400000-8cf0-11bd-b23e-10b96e40000d", "android_id": "38400000c8f011bd"},
+            "timestamp": NOW.isoformat(),
+            "ip": "203.0.113.7",
+            "user_agent": "Dalvik/2.1.0 (Linux; U; Android 14; Pixel 8 Build/UQ1A.240205.004)",
+            "os_version": "14",
+            "app_version": "3.2.1",
+            "country": "us",
+            "revenue": "4.99",
+            "currency": "USD",
+            "value": "sku-42",
+            "properties": {"screen": "shop", "ab_group": "b"},
+        },
+    ]
+    with clock.frozen(NOW):
+        for body in ordinary:
+            fast = event_validated_fast(body, event_names=NAMES)
+            assert fast is not None and fast == serializer_result(body)[0]
+
+
+def test_anything_refused_goes_to_the_serializer():
+    refused = [
+        {"event_id": "e 1", "event": "install", "device": {"adid": "38400000-8cf0-11bd-b23e-10b96e40000d"}},
+        {"event_id": "e1", "event": "refund", "device": {"adid": "38400000-8cf0-11bd-b23e-10b96e40000d"}},
+        {"event_id": "e1", "event": "install", "device": {}},
+        {"event_id": "e1", "event": "install", "device": {"adid": "x"}, "surprise": 1},
+        {"event_id": "e1", "event": "purchase", "device": {"device_id": "d"}, "revenue": "1"},  # no currency
+    ]
+    with clock.frozen(NOW):
+        for body in refused:
+            assert event_validated_fast(body, event_names=NAMES) is None
+            assert serializer_result(body)[0] is None
