@@ -139,10 +139,15 @@ class Claim:
         return [Claim(ids=self.ids[start : start + size], lease=self.lease) for start in range(0, len(self.ids), size)]
 
 
+def claim_lease() -> timedelta:
+    """The lease a claim (or a renewal) gets: a batch's sending plus time to wait in the queue."""
+    return lease_duration() + QUEUE_ALLOWANCE
+
+
 def deliveries_claim(*, limit: int) -> Claim:
     """Take up to `limit` due deliveries (and any whose lease ran out) for sending."""
     now = clock.now()
-    lease = now + lease_duration() + QUEUE_ALLOWANCE
+    lease = now + claim_lease()
     with transaction.atomic():
         candidates = Delivery.objects.filter(due_filter(now)).order_by("due_at")
         if connection.features.has_select_for_update_skip_locked:
@@ -167,7 +172,7 @@ def _claim_renew(claim: Claim) -> list[Delivery]:
     with transaction.atomic():
         held = list(held_rows.select_for_update())
         if held:
-            lease = clock.now() + lease_duration()
+            lease = clock.now() + claim_lease()
             Delivery.objects.filter(pk__in=[delivery.pk for delivery in held]).update(lease_expires_at=lease)
             for delivery in held:
                 delivery.lease_expires_at = lease
@@ -185,11 +190,15 @@ def backlog() -> tuple[int, float]:
 
 
 def workers_stalled(*, after: timedelta) -> bool:
-    """True when deliveries have been due for longer than `after` and no attempt at all was
-    recorded for as long: the cluster is not taking work (a busy one records attempts all the
-    time, an idle one has nothing due). Seen with django-q2 after a worker was SIGKILLed."""
+    """True when deliveries have been due, or claimed, for longer than `after` and no attempt
+    at all was recorded for as long: the cluster is not taking work (a busy one records
+    attempts all the time, an idle one has nothing due). Seen with django-q2 after a worker was
+    SIGKILLed: the cluster took tasks from the queue and ran none. Claimed rows count from
+    their claim, not from the end of their lease: the dispatcher claims them again as soon as
+    a lease runs out, so "due for `after`" alone may never come true."""
     now = clock.now()
-    waiting = Delivery.objects.filter(due_filter(now - after)).exists()
+    claimed_long_ago = Q(status=Delivery.Status.SENDING, lease_expires_at__lt=now - after + claim_lease())
+    waiting = Delivery.objects.filter(due_filter(now - after) | claimed_long_ago).exists()
     if not waiting:
         return False
     last = Attempt.objects.order_by("-pk").values_list("started_at", flat=True).first()

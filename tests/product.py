@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -30,13 +30,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(check, *, timeout: float, interval: float = 0.2, message: str = "") -> None:
+def wait_until(check, *, timeout: float, interval: float = 0.2, message: str | Callable[[], str] = "") -> None:
+    """Wait for `check()`; `message` may be a function, to describe the state at the deadline."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(interval)
-    raise AssertionError(f"not within {timeout} s: {message}")
+    raise AssertionError(f"not within {timeout} s: {message() if callable(message) else message}")
 
 
 def http_ok(url: str) -> bool:

@@ -153,15 +153,22 @@ class Stand:
         wait_until(
             lambda: self.arrived_event_ids() >= set(self.accepted),
             timeout=timeout,
-            message=f"{len(set(self.accepted) - self.arrived_event_ids())} of {len(self.accepted)} not arrived\n"
-            + self.outputs(),
+            message=lambda: (
+                f"{len(set(self.accepted) - self.arrived_event_ids())} of {len(self.accepted)} "
+                f"not arrived\n{self.outputs()}"
+            ),
         )
 
     def wait_all_delivered(self, timeout: float) -> None:
         """Every accepted event's delivery recorded as delivered (arrival alone is not enough:
         a worker killed after sending never wrote it down, and sends again after its lease)."""
         expected = {"delivered": len(self.accepted)}
-        wait_until(lambda: self.deliveries() == expected, timeout=timeout, interval=1, message=self.outputs())
+        wait_until(
+            lambda: self.deliveries() == expected,
+            timeout=timeout,
+            interval=1,
+            message=lambda: f"deliveries {self.deliveries()}\n{self.outputs()}",
+        )
 
     def deliveries(self) -> dict[str, int]:
         """Deliveries by status, read from the scratch database by a fresh process."""

@@ -255,6 +255,33 @@ def test_a_claim_taken_up_late_but_not_taken_over_is_still_sent(app, postback, r
     assert len(receiver.wait_for(1)) == 1
 
 
+def test_a_cluster_that_takes_claims_and_sends_nothing_counts_as_stalled(app, postback, receiver, frozen):
+    stall = timedelta(seconds=10)
+    ingest(app)
+    assert not sending.workers_stalled(after=stall)  # due just now
+    claim = deliveries_claim(limit=10)  # the dispatcher queued it; no worker runs it
+    frozen.advance(stall - timedelta(seconds=1))
+    assert not sending.workers_stalled(after=stall)
+    frozen.advance(timedelta(seconds=2))
+    assert sending.workers_stalled(after=stall)  # long before its lease runs out
+    assert deliveries_send(claim=claim) == {"delivered": 1}
+    assert not sending.workers_stalled(after=stall)  # an attempt was just recorded
+
+
+def test_a_cluster_that_records_attempts_is_not_stalled_by_one_long_claim(app, postback, receiver, frozen):
+    stall = timedelta(seconds=10)
+    ingest(app, "first")
+    ingest(app, "second")
+    long_claim = deliveries_claim(limit=1)  # e.g. a batch whose request hangs
+    frozen.advance(timedelta(seconds=6))
+    assert deliveries_send(claim=deliveries_claim(limit=1)) == {"delivered": 1}  # the cluster works on
+    frozen.advance(timedelta(seconds=5))
+    assert not sending.workers_stalled(after=stall)  # claimed 11 s ago, but an attempt 5 s ago
+    frozen.advance(timedelta(seconds=6))
+    assert sending.workers_stalled(after=stall)  # and now nothing for 11 s
+    assert deliveries_send(claim=long_claim) == {"delivered": 1}
+
+
 def test_resend_sends_a_failed_delivery_again_with_its_id(app, receiver, allow_private, frozen):
     factories.make_custom_postback(app, url=receiver.url, retry_attempts=0)
     receiver.replies = [Reply(status=400)]
