@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -165,13 +166,12 @@ class EventSerializer(serializers.Serializer):
 _TEXT_FIELDS = {"user_agent": 512, "os_version": 32, "app_version": 32, "value": 1024}
 _CODE_FIELDS = {"country": (2, COUNTRIES), "currency": (3, CURRENCIES)}
 _NOT_PLAIN = re.compile("[\x00\ud800-\udfff]")  # what DRF's CharField refuses outright
-_prototype: list[EventSerializer] = []
 
 
+@functools.cache
 def _declared_field(name: str) -> serializers.Field:
-    if not _prototype:
-        _prototype.append(EventSerializer(context={"event_names": ()}))
-    return _prototype[0].fields[name]
+    """The serializer's own field, built once per process."""
+    return EventSerializer(context={"event_names": ()}).fields[name]
 
 
 def _plain(value, max_length: int) -> bool:

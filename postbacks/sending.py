@@ -33,7 +33,7 @@ from postbacks import http
 from postbacks.models import Attempt, Delivery, PostbackConfiguration
 from postbacks.rendering import RenderedRequest, render_postback, sample_values
 from project import clock, metrics
-from project.bulk import rows_insert
+from project.bulk import json_value, rows_insert
 
 logger = logging.getLogger("postbacks.delivery")
 
@@ -219,8 +219,8 @@ def deliveries_send(*, claim: Claim, wait_seconds: float | None = None) -> dict[
     - the task waits for its requests except those running for `wait_seconds` already; those
       record themselves, from their thread, when they finish, while the worker takes its next
       task (a request still queued for a thread is waited for).
-    The writes of what finished in time are batched: one INSERT for the attempts and one
-    UPDATE per group of deliveries that end the same way."""
+    The writes of what finished in time are batched: one INSERT for the attempts, and one
+    UPDATE for the deliveries (on SQLite one per group of deliveries that end the same way)."""
     deliveries = _claim_renew(claim)
     if not deliveries:
         return {}
@@ -469,19 +469,12 @@ WHERE delivery.id = item.id AND delivery.status = 'sending' AND delivery.lease_e
 
 
 def _deliveries_update_postgresql(outcomes: list[_Outcome]) -> None:
-    def moment(value: datetime | None) -> str | None:
-        return value.isoformat() if value else None
-
+    columns = ("status", "attempts", "last_status_code", "last_error", "due_at", "finished_at")
     rows = [
         {
             "id": outcome.delivery.pk,
-            "lease": moment(outcome.delivery.lease_expires_at),
-            "status": outcome.changes["status"],
-            "attempts": outcome.changes["attempts"],
-            "last_status_code": outcome.changes["last_status_code"],
-            "last_error": outcome.changes["last_error"],
-            "due_at": moment(outcome.changes["due_at"]),
-            "finished_at": moment(outcome.changes["finished_at"]),
+            "lease": json_value(outcome.delivery.lease_expires_at),
+            **{column: json_value(outcome.changes[column]) for column in columns},
         }
         for outcome in outcomes
     ]

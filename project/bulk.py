@@ -29,7 +29,7 @@ def rows_insert(model: type[models.Model], objects: list[models.Model]) -> None:
     quote = connection.ops.quote_name
     names = ", ".join(quote(field.column) for field in fields)
     types = ", ".join(f"{quote(field.column)} {field.db_type(connection)}" for field in fields)
-    rows = [{field.column: _json_value(_value_of(instance, field)) for field in fields} for instance in objects]
+    rows = [{field.column: json_value(_value_of(instance, field)) for field in fields} for instance in objects]
     sql = (
         f"INSERT INTO {quote(opts.db_table)} ({names}) SELECT {names} "
         f"FROM jsonb_to_recordset(%s::jsonb) AS item({types}) RETURNING {quote(opts.pk.column)}"
@@ -53,7 +53,8 @@ def _value_of(instance: models.Model, field: models.Field):
     return value
 
 
-def _json_value(value):
+def json_value(value):
+    """A field's value as jsonb_to_recordset reads it back into its column type."""
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, Decimal | UUID):

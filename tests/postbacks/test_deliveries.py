@@ -249,7 +249,7 @@ def test_a_change_made_by_another_process_applies_within_the_cache_lifetime(app,
     from postbacks import configuration_cache
 
     now = [1000.0]
-    monkeypatch.setattr(configuration_cache, "cache_clock", lambda: now[0])
+    monkeypatch.setattr(configuration_cache._by_app, "clock", lambda: now[0])
     config = factories.make_custom_postback(app, url="https://example.com/pb")
     assert send(app, "install", T0).postbacks_scheduled == 1
     # Another process (the admin's web worker) pauses it: no signal reaches this one.
