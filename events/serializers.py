@@ -57,6 +57,17 @@ def normalize_device_ids(raw: dict, *, strict: bool) -> tuple[dict[str, str], di
     return ids, errors
 
 
+def _holds_nul(value) -> bool:
+    """A NUL anywhere in a JSON value's keys or strings: PostgreSQL's jsonb cannot store one."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
 @extend_schema_field(
     {
         "type": "object",
@@ -143,8 +154,11 @@ class EventSerializer(serializers.Serializer):
     def validate_properties(self, value):
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be an object.")
-        if len(json.dumps(value, separators=(",", ":")).encode()) > MAX_PROPERTIES_BYTES:
+        text = json.dumps(value, separators=(",", ":"))
+        if len(text.encode()) > MAX_PROPERTIES_BYTES:
             raise serializers.ValidationError(f"At most {MAX_PROPERTIES_BYTES} bytes of JSON.")
+        if _holds_nul(value):
+            raise serializers.ValidationError("Must not contain NUL characters (\\u0000).")
         return value
 
     def validate(self, attrs):
@@ -222,10 +236,10 @@ def event_validated_fast(item, *, event_names) -> dict | None:
         if not isinstance(value, dict):
             return None
         try:
-            size = len(json.dumps(value, separators=(",", ":")).encode())
+            text = json.dumps(value, separators=(",", ":"))
         except (TypeError, ValueError):
             return None
-        if size > MAX_PROPERTIES_BYTES:
+        if len(text.encode()) > MAX_PROPERTIES_BYTES or _holds_nul(value):
             return None
         data["properties"] = value
     try:

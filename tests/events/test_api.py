@@ -88,6 +88,7 @@ def test_one_apps_key_never_writes_to_another_app(client, key, app, other_app):
         (event(ip="999.1.1.1"), "ip", "valid IPv4 or IPv6"),
         (event(properties=[1, 2]), "properties", "Must be an object"),
         (event(properties={"blob": "x" * 5000}), "properties", "At most 4096 bytes"),
+        (event(properties={"a": ["ok", {"\x00": 1}]}), "properties", "Must not contain NUL"),
         (event(colour="red"), "colour", "Unknown field"),
         (event(user_agent=12), "user_agent", "Not a valid string"),
         (event(event_id=12345), "event_id", "Not a valid string"),
