@@ -72,12 +72,20 @@ def database_from_url(url: str, *, base_dir: Path) -> dict:
     parts = urlsplit(url)
     options: dict[str, object] = dict(parse_qsl(parts.query))
     if parts.scheme in ("postgres", "postgresql"):
-        # Server-side binding lets psycopg prepare statements a connection repeats (after 5
-        # uses), so the hot queries of ingestion are planned once, not on every request.
+        # Server-side binding lets psycopg prepare the statements a connection repeats (from
+        # the 5th use), so the hot queries of ingestion are planned once, not on every request:
+        # the planning cost PostgreSQL more CPU than the events API's whole insert. Django
+        # turns preparing off unless told (for poolers in transaction mode: add
+        # ?prepare_threshold=none behind an older PgBouncer).
         binding = str(options.pop("server_side_binding", "true")).lower()
         if binding not in ("true", "false"):
             raise ImproperlyConfigured("DATABASE_URL option server_side_binding must be true or false.")
         options["server_side_binding"] = binding == "true"
+        threshold = str(options.pop("prepare_threshold", "5")).lower()
+        if threshold != "none" and not threshold.isdigit():
+            raise ImproperlyConfigured("DATABASE_URL option prepare_threshold must be a whole number or none.")
+        if options["server_side_binding"] and threshold != "none":
+            options["prepare_threshold"] = int(threshold)
         name = unquote(parts.path.lstrip("/"))
         if not name:
             raise ImproperlyConfigured(f"DATABASE_URL={_redact(url)!r} names no database: add /<name> after the host.")

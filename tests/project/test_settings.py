@@ -105,11 +105,19 @@ def test_database_url_parsing(tmp_path):
     assert parsed["PASSWORD"] == "p@ss"
     assert parsed["HOST"] == "db.internal"
     assert parsed["PORT"] == "6543"
-    assert parsed["OPTIONS"] == {"sslmode": "require", "server_side_binding": True}
+    assert parsed["OPTIONS"] == {"sslmode": "require", "server_side_binding": True, "prepare_threshold": 5}
     off = database_from_url("postgres://u@h/db?server_side_binding=false", base_dir=tmp_path)
     assert off["OPTIONS"] == {"server_side_binding": False}
     with pytest.raises(ImproperlyConfigured, match="server_side_binding must be true or false"):
         database_from_url("postgres://u@h/db?server_side_binding=maybe", base_dir=tmp_path)
+    unprepared = database_from_url("postgres://u@h/db?prepare_threshold=None", base_dir=tmp_path)
+    assert unprepared["OPTIONS"] == {"server_side_binding": True}
+    assert database_from_url("postgres://u@h/db?prepare_threshold=0", base_dir=tmp_path)["OPTIONS"] == {
+        "server_side_binding": True,
+        "prepare_threshold": 0,
+    }
+    with pytest.raises(ImproperlyConfigured, match="prepare_threshold must be a whole number or none"):
+        database_from_url("postgres://u@h/db?prepare_threshold=-1", base_dir=tmp_path)
     assert database_from_url("sqlite:///data/x.sqlite3", base_dir=tmp_path)["NAME"] == str(tmp_path / "data/x.sqlite3")
     assert database_from_url("sqlite:////tmp/x.sqlite3", base_dir=tmp_path)["NAME"] == "/tmp/x.sqlite3"
 
