@@ -214,6 +214,19 @@ class Tracker(AccountScoped):
 DEVICE_ID_KINDS = ("adid", "idfa", "idfv", "android_id", "device_id")
 
 
+# Device columns pointing at what attributed it: empty for organic devices.
+ATTRIBUTION_LINKS = (
+    "install_tracker",
+    "install_click",
+    "network",
+    "agency",
+    "reengagement_tracker",
+    "reengagement_click",
+    "reengagement_network",
+    "reengagement_agency",
+)
+
+
 class Device(AccountScoped):
     """One device of one app, however many identifiers its events carry."""
 
@@ -224,27 +237,48 @@ class Device(AccountScoped):
     install_count = models.PositiveIntegerField(default=0, help_text="1 for the first install; more are reinstalls.")
     # Attribution of the first install: a snapshot, so later tracker edits do not rewrite history.
     install_tracker = models.ForeignKey(
-        Tracker, on_delete=models.SET_NULL, null=True, blank=True, related_name="attributed_devices"
+        Tracker, on_delete=models.SET_NULL, null=True, blank=True, related_name="attributed_devices", db_index=False
     )
-    install_click = models.ForeignKey("Click", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    network = models.ForeignKey(Partner, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    agency = models.ForeignKey(Partner, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    install_click = models.ForeignKey(
+        "Click", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
+    network = models.ForeignKey(
+        Partner, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
+    agency = models.ForeignKey(
+        Partner, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
     campaign_id = models.CharField(max_length=100, blank=True)
     campaign_name = models.CharField(max_length=200, blank=True)
     # The latest reengagement: with the install, the anchor of SessionBegin's 24-hour periods.
     reengaged_at = models.DateTimeField(null=True, blank=True)
     reengagement_tracker = models.ForeignKey(
-        Tracker, on_delete=models.SET_NULL, null=True, blank=True, related_name="reengaged_devices"
+        Tracker, on_delete=models.SET_NULL, null=True, blank=True, related_name="reengaged_devices", db_index=False
     )
-    reengagement_click = models.ForeignKey("Click", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    reengagement_click = models.ForeignKey(
+        "Click", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
     reengagement_network = models.ForeignKey(
-        Partner, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        Partner, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
     )
-    reengagement_agency = models.ForeignKey(Partner, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    reengagement_agency = models.ForeignKey(
+        Partner, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at"]
+        # Most devices are organic: their attribution columns stay empty, and indexing only
+        # the filled ones keeps a new device's insert to two index entries, while deleting
+        # a tracker, click or partner still finds its devices by index.
+        indexes = [
+            models.Index(
+                fields=[name],
+                condition=models.Q(**{f"{name}__isnull": False}),
+                name=f"device_{name.replace('reengagement', 'reeng')}_idx",
+            )
+            for name in ATTRIBUTION_LINKS
+        ]
 
     def __str__(self) -> str:
         return f"Device {self.pk} of {self.app.name}" if self.app_id else f"Device {self.pk}"
@@ -262,7 +296,8 @@ class Device(AccountScoped):
 class DeviceIdentifier(AccountScoped):
     account_path = "app__account"
 
-    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    # Looked up by device_identifier_unique (app, kind, value): no index of its own.
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+", db_index=False)
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="identifiers")
     kind = models.CharField(max_length=16, choices=[(kind, kind) for kind in DEVICE_ID_KINDS])
     value = models.CharField(max_length=128)
@@ -308,10 +343,11 @@ class Event(AccountScoped):
 
     account_path = "app__account"
 
-    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="events")
+    # Both looked up by the multi-column indexes in Meta that lead with them.
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="events", db_index=False)
     event_id = models.CharField(max_length=128)
     name = models.CharField(max_length=64)
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="events")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="events", db_index=False)
     device_ids = models.JSONField(default=dict, help_text="The identifiers as this event carried them.")
     occurred_at = models.DateTimeField()
     received_at = models.DateTimeField()
