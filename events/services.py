@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from events.app_cache import app_profile
 from events.models import App, Click, Device, DeviceIdentifier, Event, Tracker, new_api_key
-from project.bulk import rows_insert
+from project.bulk import rows_insert, rows_source, saved
 
 
 @transaction.atomic
@@ -226,23 +227,11 @@ class _EventBatch:
             changed = REENGAGEMENT_FIELDS if is_reengagement else []
         if device.pk is not None and changed:
             self.changed_fields.setdefault(device.pk, set()).update(changed)
-        return Event(
+        return _event_row(
             app=self.app,
-            event_id=item.event_id,
-            name=item.name,
+            item=item,
             device=device,
-            device_ids=item.device_ids,
-            occurred_at=item.occurred_at,
             received_at=self.received_at,
-            ip=item.ip,
-            user_agent=item.user_agent,
-            os_version=item.os_version,
-            app_version=item.app_version,
-            country=item.country,
-            revenue=item.revenue,
-            currency=item.currency,
-            value=item.value,
-            properties=item.properties,
             is_reinstall=is_reinstall,
             is_reengagement=is_reengagement,
         )
@@ -291,6 +280,112 @@ class _EventBatch:
             Device.objects.filter(pk__in=pks).update(install_count=F("install_count") + count)
         if events:
             rows_insert(Event, events)
+
+
+def event_record_direct(*, app: App, item: EventInput, received_at: datetime, may_reengage: bool) -> Event | None:
+    """Store a lone event in one statement when its outcome is plain; None when it is not
+    (or its event_id is already stored), and then events_record decides, in a transaction.
+
+    Plain outcomes, which are most events:
+    - not an install, a stored device owns every identifier it carries (the oldest owner
+      takes it, as in events_record) and, if the app could record a reengagement
+      (may_reengage), that device has no install yet: only the event row is written;
+    - an install whose identifiers are all new, with no click on any of them in the
+      lookback window: an organic install of a new device, its identifiers and the event.
+    One statement is atomic on its own, so this needs no BEGIN and COMMIT and reads nothing
+    before it writes. PostgreSQL only; elsewhere always None.
+    """
+    if not item.device_ids or connection.vendor != "postgresql":
+        return None
+    if item.name == "install":
+        statement, parameters = _organic_install_statement(app=app, item=item)
+        # A stored event_id must undo the new device too: let the statement fail whole.
+        on_conflict = ""
+    else:
+        statement, parameters = _known_device_statement(item=item, may_reengage=may_reengage)
+        on_conflict = "ON CONFLICT (app_id, event_id) DO NOTHING"
+    event = _event_row(app=app, item=item, device=None, received_at=received_at)
+    columns, source, rows = rows_source(Event, [event], leave_out=("device_id",))
+    quote = connection.ops.quote_name
+    owners = " OR ".join(["(kind = %s AND value = %s)"] * len(item.device_ids))
+    sql = (
+        f"WITH owner AS (SELECT min(device_id) AS device_id, count(*) AS known "
+        f"FROM {quote(DeviceIdentifier._meta.db_table)} WHERE app_id = %s AND ({owners})), {statement} "
+        f"INSERT INTO {quote(Event._meta.db_table)} ({columns}, device_id) "
+        f"SELECT {columns}, device.id FROM {source}, device "
+        f"{on_conflict} RETURNING id, device_id"
+    )
+    pairs = [value for pair in item.device_ids.items() for value in pair]
+    try:
+        # In a caller's transaction, a failure must not spoil the rest of it.
+        atomic = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+        with atomic, connection.cursor() as cursor:
+            cursor.execute(sql, [app.pk, *pairs, *parameters, rows])
+            row = cursor.fetchone()
+    except IntegrityError:  # its event_id or a new identifier was stored first
+        return None
+    if row is None:
+        return None
+    event.device_id = row[1]
+    saved(event, row[0])
+    return event
+
+
+def _known_device_statement(*, item: EventInput, may_reengage: bool) -> tuple[str, list]:
+    """The `device` the event belongs to: the owner of all its identifiers, if it qualifies."""
+    not_installed = ""
+    if may_reengage:
+        table = connection.ops.quote_name(Device._meta.db_table)
+        not_installed = (
+            f"AND NOT EXISTS (SELECT 1 FROM {table} d WHERE d.id = owner.device_id AND d.installed_at IS NOT NULL)"
+        )
+    return f"device AS (SELECT owner.device_id AS id FROM owner WHERE owner.known = %s {not_installed})", [
+        len(item.device_ids)
+    ]
+
+
+def _organic_install_statement(*, app: App, item: EventInput) -> tuple[str, list]:
+    """The new `device` of an organic install, inserted with its identifiers; none if any of
+    its identifiers is known or was clicked in the lookback window."""
+    quote = connection.ops.quote_name
+    device = Device(app=app, installed_at=item.occurred_at, install_count=1)
+    device_columns, device_source, device_rows = rows_source(Device, [device])
+    identifiers = [DeviceIdentifier(app=app, kind=kind, value=value) for kind, value in item.device_ids.items()]
+    id_columns, id_source, id_rows = rows_source(DeviceIdentifier, identifiers, leave_out=("device_id",))
+    clicked = " OR ".join(f"{quote(kind)} = %s" for kind in item.device_ids)
+    sql = (
+        f"clicked AS (SELECT 1 FROM {quote(Click._meta.db_table)} WHERE app_id = %s AND ({clicked}) "
+        f"AND clicked_at >= %s AND clicked_at <= %s LIMIT 1), "
+        f"device AS (INSERT INTO {quote(Device._meta.db_table)} ({device_columns}) "
+        f"SELECT {device_columns} FROM {device_source} "
+        f"WHERE (SELECT known FROM owner) = 0 AND NOT EXISTS (SELECT 1 FROM clicked) RETURNING id), "
+        f"linked AS (INSERT INTO {quote(DeviceIdentifier._meta.db_table)} ({id_columns}, device_id) "
+        f"SELECT {id_columns}, device.id FROM {id_source}, device) "
+    )
+    earliest = item.occurred_at - timedelta(days=app.lookback_days)
+    return sql, [app.pk, *item.device_ids.values(), earliest, item.occurred_at, device_rows, id_rows]
+
+
+def _event_row(*, app: App, item: EventInput, device: Device | None, received_at: datetime, **flags: bool) -> Event:
+    return Event(
+        app=app,
+        event_id=item.event_id,
+        name=item.name,
+        device=device,
+        device_ids=item.device_ids,
+        occurred_at=item.occurred_at,
+        received_at=received_at,
+        ip=item.ip,
+        user_agent=item.user_agent,
+        os_version=item.os_version,
+        app_version=item.app_version,
+        country=item.country,
+        revenue=item.revenue,
+        currency=item.currency,
+        value=item.value,
+        properties=item.properties,
+        **flags,
+    )
 
 
 def _identifier_match(values_by_kind: dict[str, set[str]], *, field: str | None) -> Q | None:

@@ -31,6 +31,11 @@ class Attribution:
     campaign_name: str
 
 
+def configurations_listen_to(*, app: App, event_name: str) -> bool:
+    """Whether any configuration of the app (active or not) would store a delivery for the event."""
+    return any(configuration.fires_on == event_name for configuration in app_configurations(app))
+
+
 def deliveries_for_events(*, app: App, events: list[Event]) -> dict[int, int]:
     """Store a Delivery for every configuration of the app that listens to each event:
     scheduled (with the exact request), or skipped with the reason. Returns event pk →

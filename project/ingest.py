@@ -10,9 +10,10 @@ from collections import Counter
 
 from django.db import IntegrityError, transaction
 
+from events.app_cache import app_profile
 from events.models import App, Event
-from events.services import EventInput, RecordOutcome, events_record
-from postbacks.services import deliveries_for_events
+from events.services import EventInput, RecordOutcome, event_record_direct, events_record
+from postbacks.services import configurations_listen_to, deliveries_for_events
 from project import clock, metrics
 
 # Concurrent requests carrying the same new event_id or device identifier race to insert
@@ -50,4 +51,15 @@ def _count_accepted(app: App, events: list[Event]) -> None:
 
 
 def event_ingest(*, app: App, data: EventInput) -> RecordOutcome:
+    if not configurations_listen_to(app=app, event_name=data.name):
+        # Most events have a plain outcome that one statement can store.
+        event = event_record_direct(
+            app=app,
+            item=data,
+            received_at=clock.now(),
+            may_reengage=app_profile(app).has_reengagement_trackers,
+        )
+        if event is not None:
+            transaction.on_commit(lambda: _count_accepted(app, [event]))
+            return RecordOutcome(event=event, created=True)
     return events_ingest(app=app, items=[data])[0]

@@ -1,0 +1,183 @@
+"""A lone event with a plain outcome is stored in one statement (events.services.event_record_direct).
+
+Whatever it stores must be exactly what the transaction path (events_record) stores: the same
+scenario of clicks and events, played on two apps, one through each path, leaves the same
+devices, identifiers, attribution and events.
+"""
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from events.app_cache import app_profile
+from events.models import Click, Device, DeviceIdentifier, Event
+from events.services import EventInput, click_record
+from partners.models import Partner
+from postbacks.configuration_cache import app_configurations
+from project.ingest import event_ingest, events_ingest
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+_apps = itertools.count()
+
+ids = st.dictionaries(
+    st.sampled_from(["adid", "idfv"]),
+    st.sampled_from(["1", "2"]),
+    min_size=1,
+)
+clicks = st.tuples(st.just("click"), st.sampled_from(["acquisition", "reengagement"]), st.integers(0, 96), ids)
+events = st.tuples(
+    st.just("event"),
+    st.sampled_from(["install", "session_begin", "purchase"]),
+    st.integers(0, 96),
+    ids,
+    st.sampled_from(["e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8"]),  # repeats are duplicates
+)
+steps = st.lists(clicks | events, min_size=1, max_size=12)
+# In time order most steps build on the ones before (click, install, reengagement click,
+# session); in any order they also cover backdated events.
+scenarios = st.tuples(steps, st.booleans()).map(
+    lambda drawn: sorted(drawn[0], key=lambda step: step[2]) if drawn[1] else drawn[0]
+)
+
+
+def play(scenario, *, direct: bool, reengagement_trackers: bool):
+    app = factories.make_app(factories.make_account(f"Account {next(_apps)}"))
+    network = Partner.objects.get_or_create(slug="net", defaults={"name": "Net", "kind": Partner.Kind.NETWORK})[0]
+    trackers = {"acquisition": factories.make_tracker(app, network, campaign_name="launch")}
+    if reengagement_trackers:
+        trackers["reengagement"] = factories.make_tracker(app, network, kind="reengagement")
+    for step in scenario:
+        if step[0] == "click":
+            _, kind, hours, device_ids = step
+            tracker = trackers.get(kind, trackers["acquisition"])
+            click_record(
+                tracker=tracker,
+                clicked_at=T0 + timedelta(hours=hours),
+                device_ids=device_ids,
+                click_id="",
+                ip=None,
+                user_agent="",
+                parameters={},
+            )
+        else:
+            _, name, hours, device_ids, event_id = step
+            item = EventInput(
+                event_id=event_id, name=name, device_ids=device_ids, occurred_at=T0 + timedelta(hours=hours)
+            )
+            if direct:
+                event_ingest(app=app, data=item)
+            else:
+                events_ingest(app=app, items=[item])
+    return snapshot(app, trackers)
+
+
+def snapshot(app, trackers) -> dict:
+    """The app's stored state with its own primary keys replaced by order of creation."""
+    device_rank = {
+        pk: rank for rank, pk in enumerate(Device.objects.filter(app=app).order_by("pk").values_list("pk", flat=True))
+    }
+    click_rank = {
+        pk: rank for rank, pk in enumerate(Click.objects.filter(app=app).order_by("pk").values_list("pk", flat=True))
+    }
+    tracker_kind = {tracker.pk: kind for kind, tracker in trackers.items()}
+    return {
+        "devices": [
+            (
+                device.installed_at,
+                device.install_count,
+                tracker_kind.get(device.install_tracker_id),
+                click_rank.get(device.install_click_id),
+                device.network_id is not None,
+                device.campaign_name,
+                device.reengaged_at,
+                tracker_kind.get(device.reengagement_tracker_id),
+                click_rank.get(device.reengagement_click_id),
+            )
+            for device in Device.objects.filter(app=app).order_by("pk")
+        ],
+        "identifiers": sorted(
+            (kind, value, device_rank[device_id])
+            for kind, value, device_id in DeviceIdentifier.objects.filter(app=app).values_list(
+                "kind", "value", "device_id"
+            )
+        ),
+        "events": [
+            (
+                event.event_id,
+                event.name,
+                device_rank[event.device_id],
+                event.occurred_at,
+                event.is_reinstall,
+                event.is_reengagement,
+            )
+            for event in Event.objects.filter(app=app).order_by("pk")
+        ],
+    }
+
+
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(scenario=scenarios, reengagement_trackers=st.booleans())
+# Stories the search seldom builds on its own: a reengagement, an attributed install.
+@example(
+    scenario=[
+        ("event", "install", 10, {"adid": "1"}, "e1"),
+        ("click", "reengagement", 20, {"adid": "1"}),
+        ("event", "session_begin", 30, {"adid": "1"}, "e2"),
+        ("event", "purchase", 31, {"adid": "1", "idfv": "1"}, "e3"),
+    ],
+    reengagement_trackers=True,
+)
+@example(
+    scenario=[("click", "acquisition", 5, {"idfv": "2"}), ("event", "install", 10, {"adid": "1", "idfv": "2"}, "e1")],
+    reengagement_trackers=False,
+)
+def test_one_statement_stores_what_the_transaction_would(scenario, reengagement_trackers):
+    direct = play(scenario, direct=True, reengagement_trackers=reengagement_trackers)
+    general = play(scenario, direct=False, reengagement_trackers=reengagement_trackers)
+    assert direct == general
+
+
+def send(app, name, event_id, **device_ids):
+    """The outcome, and the statements it took once the app's settings are cached (savepoints,
+    which only a caller's transaction needs, are not counted)."""
+    app_profile(app), app_configurations(app)
+    with CaptureQueriesContext(connection) as queries:
+        outcome = event_ingest(
+            app=app, data=EventInput(event_id=event_id, name=name, device_ids=device_ids, occurred_at=T0)
+        )
+    return outcome, sum(1 for query in queries if "SAVEPOINT" not in query["sql"])
+
+
+def test_plain_events_take_one_statement_on_postgresql(app):
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement path is PostgreSQL's")
+    install, statements = send(app, "install", "i1", adid="a", idfv="v")
+    assert install.created and statements == 1
+    session, statements = send(app, "session_begin", "s1", adid="a", idfv="v")
+    assert session.created and statements == 1
+    assert session.event.device_id == install.event.device_id
+    # A new identifier for a known device needs the transaction path, which links it.
+    linked, statements = send(app, "purchase", "p1", adid="a", idfa="f")
+    assert linked.created and statements > 1
+    assert DeviceIdentifier.objects.get(kind="idfa").device_id == install.event.device_id
+
+
+def test_a_repeated_install_event_id_leaves_no_device_behind(app):
+    first, _ = send(app, "install", "i1", adid="a")
+    again, _ = send(app, "install", "i1", adid="b")  # same event_id, other device: a duplicate
+    assert not again.created and again.event.pk == first.event.pk
+    assert Device.objects.filter(app=app).count() == 1
+    assert not DeviceIdentifier.objects.filter(value="b").exists()
+    repeated, _ = send(app, "session_begin", "i1", adid="a")
+    assert not repeated.created and repeated.event.pk == first.event.pk
+    assert Event.objects.filter(app=app).count() == 1
