@@ -5,98 +5,187 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('events', '0002_devices_clicks_events'),
-        ('partners', '0002_load_catalogue'),
+        ("events", "0002_devices_clicks_events"),
+        ("partners", "0002_load_catalogue"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='device',
-            name='agency',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='partners.partner'),
+            model_name="device",
+            name="agency",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="partners.partner",
+            ),
         ),
         migrations.AlterField(
-            model_name='device',
-            name='install_click',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='events.click'),
+            model_name="device",
+            name="install_click",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="events.click",
+            ),
         ),
         migrations.AlterField(
-            model_name='device',
-            name='install_tracker',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='attributed_devices', to='events.tracker'),
+            model_name="device",
+            name="install_tracker",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="attributed_devices",
+                to="events.tracker",
+            ),
         ),
         migrations.AlterField(
-            model_name='device',
-            name='network',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='partners.partner'),
+            model_name="device",
+            name="network",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="partners.partner",
+            ),
         ),
         migrations.AlterField(
-            model_name='device',
-            name='reengagement_agency',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='partners.partner'),
+            model_name="device",
+            name="reengagement_agency",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="partners.partner",
+            ),
         ),
         migrations.AlterField(
-            model_name='device',
-            name='reengagement_click',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='events.click'),
+            model_name="device",
+            name="reengagement_click",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="events.click",
+            ),
         ),
         migrations.AlterField(
-            model_name='device',
-            name='reengagement_network',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='partners.partner'),
+            model_name="device",
+            name="reengagement_network",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="partners.partner",
+            ),
         ),
         migrations.AlterField(
-            model_name='device',
-            name='reengagement_tracker',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='reengaged_devices', to='events.tracker'),
+            model_name="device",
+            name="reengagement_tracker",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="reengaged_devices",
+                to="events.tracker",
+            ),
         ),
         migrations.AlterField(
-            model_name='deviceidentifier',
-            name='app',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='events.app'),
+            model_name="deviceidentifier",
+            name="app",
+            field=models.ForeignKey(
+                db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name="+", to="events.app"
+            ),
         ),
         migrations.AlterField(
-            model_name='event',
-            name='app',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='events', to='events.app'),
+            model_name="event",
+            name="app",
+            field=models.ForeignKey(
+                db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name="events", to="events.app"
+            ),
         ),
         migrations.AlterField(
-            model_name='event',
-            name='device',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='events', to='events.device'),
+            model_name="event",
+            name="device",
+            field=models.ForeignKey(
+                db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name="events", to="events.device"
+            ),
         ),
         migrations.AddIndex(
-            model_name='device',
-            index=models.Index(condition=models.Q(('install_tracker__isnull', False)), fields=['install_tracker'], name='device_install_tracker_idx'),
+            model_name="device",
+            index=models.Index(
+                condition=models.Q(("install_tracker__isnull", False)),
+                fields=["install_tracker"],
+                name="device_install_tracker_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='device',
-            index=models.Index(condition=models.Q(('install_click__isnull', False)), fields=['install_click'], name='device_install_click_idx'),
+            model_name="device",
+            index=models.Index(
+                condition=models.Q(("install_click__isnull", False)),
+                fields=["install_click"],
+                name="device_install_click_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='device',
-            index=models.Index(condition=models.Q(('network__isnull', False)), fields=['network'], name='device_network_idx'),
+            model_name="device",
+            index=models.Index(
+                condition=models.Q(("network__isnull", False)), fields=["network"], name="device_network_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='device',
-            index=models.Index(condition=models.Q(('agency__isnull', False)), fields=['agency'], name='device_agency_idx'),
+            model_name="device",
+            index=models.Index(
+                condition=models.Q(("agency__isnull", False)), fields=["agency"], name="device_agency_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='device',
-            index=models.Index(condition=models.Q(('reengagement_tracker__isnull', False)), fields=['reengagement_tracker'], name='device_reeng_tracker_idx'),
+            model_name="device",
+            index=models.Index(
+                condition=models.Q(("reengagement_tracker__isnull", False)),
+                fields=["reengagement_tracker"],
+                name="device_reeng_tracker_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='device',
-            index=models.Index(condition=models.Q(('reengagement_click__isnull', False)), fields=['reengagement_click'], name='device_reeng_click_idx'),
+            model_name="device",
+            index=models.Index(
+                condition=models.Q(("reengagement_click__isnull", False)),
+                fields=["reengagement_click"],
+                name="device_reeng_click_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='device',
-            index=models.Index(condition=models.Q(('reengagement_network__isnull', False)), fields=['reengagement_network'], name='device_reeng_network_idx'),
+            model_name="device",
+            index=models.Index(
+                condition=models.Q(("reengagement_network__isnull", False)),
+                fields=["reengagement_network"],
+                name="device_reeng_network_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='device',
-            index=models.Index(condition=models.Q(('reengagement_agency__isnull', False)), fields=['reengagement_agency'], name='device_reeng_agency_idx'),
+            model_name="device",
+            index=models.Index(
+                condition=models.Q(("reengagement_agency__isnull", False)),
+                fields=["reengagement_agency"],
+                name="device_reeng_agency_idx",
+            ),
         ),
     ]
