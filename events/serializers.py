@@ -235,8 +235,8 @@ def event_validated_fast(item, *, event_names) -> dict | None:
         value = item["properties"]
         if not isinstance(value, dict):
             return None
-        try:
-            text = json.dumps(value, separators=(",", ":"))
+        try:  # NaN and infinities are not JSON: the serializer refuses them
+            text = json.dumps(value, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError):
             return None
         if len(text.encode()) > MAX_PROPERTIES_BYTES or _holds_nul(value):
