@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -47,7 +48,15 @@ def accepted_body(event: Event) -> dict:
     return {"event_id": event.event_id, "id": event.pk, "postbacks_scheduled": event.postbacks_scheduled}
 
 
+class JSONReplies(DefaultContentNegotiation):
+    """Apps get JSON whatever they accept: no Accept header parsed on every request."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class AppAPIView(APIView):
+    content_negotiation_class = JSONReplies
     authentication_classes = [AppKeyAuthentication]
     throttle_classes = [PerAppKeyRateThrottle]
     permission_classes = []

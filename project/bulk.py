@@ -25,28 +25,38 @@ def rows_insert(model: type[models.Model], objects: list[models.Model]) -> None:
     if connection.vendor != "postgresql":
         model.objects.bulk_create(objects)
         return
-    columns, source, param = rows_source(model, objects)
+    columns, source = rows_source(model)
     quote = connection.ops.quote_name
     sql = (
         f"INSERT INTO {quote(model._meta.db_table)} ({columns}) SELECT {columns} FROM {source} "
         f"RETURNING {quote(model._meta.pk.column)}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [param])
+        cursor.execute(sql, [rows_json(model, objects)])
         # Rows come back in the order they were given, as Django's own bulk_create assumes.
         for instance, (pk,) in zip(objects, cursor.fetchall(), strict=True):
             saved(instance, pk)
 
 
-def rows_source(
-    model: type[models.Model], objects: list[models.Model], *, leave_out: tuple[str, ...] = ()
-) -> tuple[str, str, str]:
-    """PostgreSQL only: `objects` as a row source for `INSERT … SELECT`, every concrete field
-    but the primary key and the columns left out. Returns the quoted column list, the FROM
-    item (`jsonb_to_recordset(%s::jsonb) AS item(…)`) and its one parameter."""
-    fields, columns, types = _insert_columns(model, leave_out)
-    rows = [{field.column: json_value(_value_of(instance, field)) for field in fields} for instance in objects]
-    return columns, f"jsonb_to_recordset(%s::jsonb) AS item({types})", json.dumps(rows)
+@functools.cache
+def rows_source(model: type[models.Model], leave_out: tuple[str, ...] = ()) -> tuple[str, str]:
+    """PostgreSQL only: the quoted column list of every concrete field but the primary key and
+    the columns left out, and a FROM item reading such rows from one parameter, rows_json's
+    (`jsonb_to_recordset(%s::jsonb) AS item(…)`). Worked out once: column types take a
+    surprising share of a one-row insert's CPU."""
+    fields = _fields(model, leave_out)
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in fields)
+    types = ", ".join(f"{quote(field.column)} {field.db_type(connection)}" for field in fields)
+    return columns, f"jsonb_to_recordset(%s::jsonb) AS item({types})"
+
+
+def rows_json(model: type[models.Model], objects: list[models.Model], leave_out: tuple[str, ...] = ()) -> str:
+    """The parameter of rows_source's FROM item: `objects` as a JSON array of rows."""
+    fields = _fields(model, leave_out)
+    return json.dumps(
+        [{field.column: json_value(_value_of(instance, field)) for field in fields} for instance in objects]
+    )
 
 
 def saved(instance: models.Model, pk: int) -> None:
@@ -57,13 +67,8 @@ def saved(instance: models.Model, pk: int) -> None:
 
 
 @functools.cache
-def _insert_columns(model: type[models.Model], leave_out: tuple[str, ...]) -> tuple[list, str, str]:
-    # Column types take a surprising share of a one-row insert's CPU: work them out once.
-    fields = [field for field in model._meta.concrete_fields if not field.primary_key and field.column not in leave_out]
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(field.column) for field in fields)
-    types = ", ".join(f"{quote(field.column)} {field.db_type(connection)}" for field in fields)
-    return fields, columns, types
+def _fields(model: type[models.Model], leave_out: tuple[str, ...]) -> list[models.Field]:
+    return [field for field in model._meta.concrete_fields if not field.primary_key and field.column not in leave_out]
 
 
 def _value_of(instance: models.Model, field: models.Field):

@@ -7,6 +7,7 @@ devices, identifiers, attribution and events.
 
 import itertools
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -70,7 +71,19 @@ def play(scenario, *, direct: bool, reengagement_trackers: bool):
         else:
             _, name, hours, device_ids, event_id = step
             item = EventInput(
-                event_id=event_id, name=name, device_ids=device_ids, occurred_at=T0 + timedelta(hours=hours)
+                event_id=event_id,
+                name=name,
+                device_ids=device_ids,
+                occurred_at=T0 + timedelta(hours=hours),
+                ip="203.0.113.7",
+                user_agent="Dalvik/2.1.0",
+                os_version="14",
+                app_version="3.2.1",
+                country="US",
+                revenue=Decimal("4.99") if name == "purchase" else None,
+                currency="USD" if name == "purchase" else "",
+                value=f"step {hours}",
+                properties={"hours": hours, "ids": device_ids},
             )
             if direct:
                 event_ingest(app=app, data=item)
@@ -110,14 +123,14 @@ def snapshot(app, trackers) -> dict:
             )
         ),
         "events": [
-            (
-                event.event_id,
-                event.name,
-                device_rank[event.device_id],
-                event.occurred_at,
-                event.is_reinstall,
-                event.is_reengagement,
-            )
+            {
+                **{
+                    field.attname: getattr(event, field.attname)
+                    for field in Event._meta.concrete_fields
+                    if field.attname not in ("id", "app_id", "device_id", "received_at")
+                },
+                "device": device_rank[event.device_id],
+            }
             for event in Event.objects.filter(app=app).order_by("pk")
         ],
     }
