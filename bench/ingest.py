@@ -5,7 +5,8 @@
 Starts gunicorn (2 sync workers) on a scratch PostgreSQL database, then alternates rounds
 of load on two endpoints with the same realistic JSON body:
   baseline      a bare Django view that parses the body and does one INSERT
-  events API    POST /api/v1/events (auth, validation, device, attribution, event)
+  events API    POST /api/v1/events (auth, validation, device, attribution, event), for an
+                app without postbacks and for one with postbacks on installs and purchases
 and finally POST /api/v1/events/batch with 1,000 events a request. It prints requests/s,
 latencies and the ratio to the baseline (target: at least 70 %; batch: 5,000 events/s).
 Everything runs on this machine: client processes share its cores with the server.
@@ -68,12 +69,22 @@ SETUP = """
 from django.db import connection
 from events.models import Account, App, CustomEvent
 from events.services import app_issue_api_key
+from postbacks.models import PostbackConfiguration
 account = Account.objects.create(name="Bench")
 app = App.objects.create(account=account, name="Bench", platform="android", package_name="com.bench.app")
 CustomEvent.objects.create(app=app, name="purchase")
+# The same app again, with postbacks on installs and purchases: each such event also stores
+# its deliveries, in a transaction.
+busy = App(account=account, name="Busy", platform="android", package_name="com.bench.busy")
+busy_key = app_issue_api_key(app=busy)
+CustomEvent.objects.create(app=busy, name="purchase")
+for event in ("install", "purchase"):
+    PostbackConfiguration.objects.create(
+        app=busy, event=event, kind="custom", destination_url="https://hooks.bench.test/in", macros=["event_id"]
+    )
 with connection.cursor() as cursor:
     cursor.execute("CREATE TABLE bench_baseline (id bigserial primary key, event_id text, body text)")
-print(app_issue_api_key(app=app))
+print(app_issue_api_key(app=app), busy_key)
 """
 
 
@@ -167,9 +178,9 @@ def main() -> None:
     database_url = scratch_database(args.server, "postbacks_bench")
     env = django_env(database_url)
     subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    key = subprocess.run(
+    key, busy_key = subprocess.run(
         [PYTHON, "manage.py", "shell", "-c", SETUP], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    ).stdout.split()[-1]
+    ).stdout.split()[-2:]
     port = free_port()
     server = subprocess.Popen(
         [
@@ -198,10 +209,13 @@ def main() -> None:
         with multiprocessing.Pool(args.clients) as pool:
             run_round(pool, port, "/bench/baseline", key, 2, args.clients)  # warm-up
             run_round(pool, port, "/api/v1/events", key, 2, args.clients)
-            rounds: dict[str, list[dict]] = {"baseline": [], "events": []}
-            for _ in range(args.rounds):  # alternate, so drift on a shared machine hits both alike
+            rounds: dict[str, list[dict]] = {"baseline": [], "events": [], "postbacks": []}
+            for _ in range(args.rounds):  # alternate, so drift on a shared machine hits all alike
                 rounds["baseline"].append(run_round(pool, port, "/bench/baseline", key, args.seconds, args.clients))
                 rounds["events"].append(run_round(pool, port, "/api/v1/events", key, args.seconds, args.clients))
+                rounds["postbacks"].append(
+                    run_round(pool, port, "/api/v1/events", busy_key, args.seconds, args.clients)
+                )
             batch = run_round(pool, port, "/api/v1/events/batch", key, args.seconds, 2, batch_size=1000)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -210,7 +224,7 @@ def main() -> None:
     def median(name: str, field: str) -> float:
         return statistics.median(result[field] for result in rounds[name])
 
-    baseline, events = median("baseline", "rate"), median("events", "rate")
+    baseline, events, postbacks = median("baseline", "rate"), median("events", "rate"), median("postbacks", "rate")
     errors = sum(result["errors"] for results in rounds.values() for result in results) + batch["errors"]
     print(
         f"gunicorn {args.workers} sync workers, PostgreSQL, {args.clients} client processes, "
@@ -220,9 +234,11 @@ def main() -> None:
     for label, name, rate in (
         ("baseline: bare view, one INSERT", "baseline", baseline),
         ("POST /api/v1/events", "events", events),
+        ("  app with postbacks", "postbacks", postbacks),
     ):
         print(f"{label:34} {rate:8.0f} {median(name, 'p50'):8.1f} {median(name, 'p99'):8.1f}")
     print(f"events API / baseline: {events / baseline:.0%} (target: at least 70 %)")
+    print(f"  app with postbacks on installs and purchases / baseline: {postbacks / baseline:.0%}")
     print(
         f"POST /api/v1/events/batch: {batch['rate'] * 1000:.0f} events/s "
         f"({batch['requests']} requests of 1,000, p50 {batch['p50']:.0f} ms; target: at least 5,000 events/s)"
