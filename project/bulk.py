@@ -77,7 +77,8 @@ def _value_of(instance: models.Model, field: models.Field):
         # Pointing at an object saved after it was assigned (a device created in the same batch).
         related = field.get_cached_value(instance)
         value = related.pk if related is not None else None
-        setattr(instance, field.attname, value)
+        setattr(instance, field.attname, value)  # which forgets the object: keep it, as the ORM does
+        field.set_cached_value(instance, related)
     return value
 
 

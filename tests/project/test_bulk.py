@@ -43,9 +43,11 @@ def test_rows_come_back_with_their_keys_and_every_value_intact(app):
             assert getattr(stored, field.attname) == getattr(event, field.attname), field.name
 
 
-def test_a_row_pointing_at_an_object_saved_after_assignment_gets_its_key(app):
+def test_a_row_pointing_at_an_object_saved_after_assignment_gets_its_key(app, django_assert_num_queries):
     device = Device(app=app)
     event = Event(app=app, event_id="e1", name="install", device=device, occurred_at=AT, received_at=AT)
     rows_insert(Device, [device])  # saved after the event was pointed at it
     rows_insert(Event, [event])
     assert Event.objects.get(pk=event.pk).device_id == device.pk
+    with django_assert_num_queries(0):  # the event still holds the device, as the ORM's would
+        assert event.device is device
