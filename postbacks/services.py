@@ -14,6 +14,7 @@ from postbacks.configuration_cache import app_configurations, partners_by_pk
 from postbacks.models import Delivery, PostbackConfiguration
 from postbacks.rendering import RenderError, render_postback
 from project import metrics
+from project.bulk import rows_insert
 
 SESSION_PERIOD = timedelta(hours=24)
 
@@ -54,7 +55,7 @@ def deliveries_for_events(*, app: App, events: list[Event]) -> dict[int, int]:
             deliveries.append(delivery)
             if delivery.status == Delivery.Status.SCHEDULED:
                 scheduled[event.pk] = scheduled.get(event.pk, 0) + 1
-    Delivery.objects.bulk_create(deliveries)
+    rows_insert(Delivery, deliveries)
     created = Counter((delivery.configuration.partner_label, delivery.status) for delivery in deliveries)
     transaction.on_commit(lambda: _count_created(created))
     return scheduled

@@ -33,10 +33,13 @@ def events_ingest(*, app: App, items: list[EventInput]) -> list[RecordOutcome]:
                 created = [outcome.event for outcome in outcomes if outcome.created]
                 transaction.on_commit(lambda created=created: _count_accepted(app, created))
                 scheduled = deliveries_for_events(app=app, events=created)
+                by_count: dict[int, list[int]] = {}
                 for event in created:
                     if scheduled.get(event.pk):
                         event.postbacks_scheduled = scheduled[event.pk]
-                        Event.objects.filter(pk=event.pk).update(postbacks_scheduled=event.postbacks_scheduled)
+                        by_count.setdefault(event.postbacks_scheduled, []).append(event.pk)
+                for count, pks in by_count.items():  # one UPDATE per count, not per event
+                    Event.objects.filter(pk__in=pks).update(postbacks_scheduled=count)
             return outcomes
         except IntegrityError:
             if attempt == ATTEMPTS - 1:

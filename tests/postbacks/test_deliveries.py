@@ -259,3 +259,33 @@ def test_a_change_made_by_another_process_applies_within_the_cache_lifetime(app,
     now[0] += configuration_cache.CACHE_SECONDS
     third = "22222222-2222-3333-4444-555555555555"
     assert send(app, "install", T0, adid=third).postbacks_scheduled == 0
+
+
+def test_a_batch_with_postbacks_takes_no_queries_per_event(app):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from project.ingest import events_ingest
+
+    factories.make_custom_postback(app, event="install")
+    factories.make_custom_postback(app, event="purchase")
+
+    def batch(prefix: str, size: int) -> tuple[list, int]:
+        items = []
+        for number in range(size):  # an install and a purchase of each new device
+            ids = {"device_id": f"{prefix}-{number}"}
+            items.append(EventInput(event_id=f"{prefix}-i{number}", name="install", device_ids=ids, occurred_at=T0))
+            items.append(EventInput(event_id=f"{prefix}-p{number}", name="purchase", device_ids=ids, occurred_at=T0))
+        with CaptureQueriesContext(connection) as queries:
+            outcomes = events_ingest(app=app, items=items)
+        return outcomes, len(queries)
+
+    batch("warm", 1)  # caches the app's configurations
+    small, small_queries = batch("small", 5)
+    large, large_queries = batch("large", 50)
+    # The same statements, but for SQLite cutting long inserts at 999 values (it was one
+    # more query per event for the device, and one per event with postbacks).
+    assert large_queries <= small_queries + 5, (small_queries, large_queries)
+    assert all(outcome.event.postbacks_scheduled == 1 for outcome in small + large)
+    stored = Event.objects.filter(event_id__startswith="large-").values_list("postbacks_scheduled", flat=True)
+    assert list(stored) == [1] * 100
