@@ -227,6 +227,14 @@ ATTRIBUTION_LINKS = (
 )
 
 
+def attribution_link(to, *, related_name: str = "+") -> models.ForeignKey:
+    """A device's pointer at what attributed it: emptied when that is deleted, and indexed by
+    Device.Meta's partial index rather than a full one."""
+    return models.ForeignKey(
+        to, on_delete=models.SET_NULL, null=True, blank=True, related_name=related_name, db_index=False
+    )
+
+
 class Device(AccountScoped):
     """One device of one app, however many identifiers its events carry."""
 
@@ -236,34 +244,18 @@ class Device(AccountScoped):
     installed_at = models.DateTimeField(null=True, blank=True)
     install_count = models.PositiveIntegerField(default=0, help_text="1 for the first install; more are reinstalls.")
     # Attribution of the first install: a snapshot, so later tracker edits do not rewrite history.
-    install_tracker = models.ForeignKey(
-        Tracker, on_delete=models.SET_NULL, null=True, blank=True, related_name="attributed_devices", db_index=False
-    )
-    install_click = models.ForeignKey(
-        "Click", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
-    )
-    network = models.ForeignKey(
-        Partner, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
-    )
-    agency = models.ForeignKey(
-        Partner, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
-    )
+    install_tracker = attribution_link(Tracker, related_name="attributed_devices")
+    install_click = attribution_link("Click")
+    network = attribution_link(Partner)
+    agency = attribution_link(Partner)
     campaign_id = models.CharField(max_length=100, blank=True)
     campaign_name = models.CharField(max_length=200, blank=True)
     # The latest reengagement: with the install, the anchor of SessionBegin's 24-hour periods.
     reengaged_at = models.DateTimeField(null=True, blank=True)
-    reengagement_tracker = models.ForeignKey(
-        Tracker, on_delete=models.SET_NULL, null=True, blank=True, related_name="reengaged_devices", db_index=False
-    )
-    reengagement_click = models.ForeignKey(
-        "Click", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
-    )
-    reengagement_network = models.ForeignKey(
-        Partner, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
-    )
-    reengagement_agency = models.ForeignKey(
-        Partner, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
-    )
+    reengagement_tracker = attribution_link(Tracker, related_name="reengaged_devices")
+    reengagement_click = attribution_link("Click")
+    reengagement_network = attribution_link(Partner)
+    reengagement_agency = attribution_link(Partner)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
