@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -78,7 +79,12 @@ REENGAGEMENT_FIELDS = [
 
 
 def events_record(
-    *, app: App, items: list[EventInput], received_at: datetime, check_known: bool = True
+    *,
+    app: App,
+    items: list[EventInput],
+    received_at: datetime,
+    check_known: bool = True,
+    before_events_insert: Callable[[list[Event]], None] | None = None,
 ) -> list[RecordOutcome]:
     """Store events in order, with their devices' attribution; one outcome per item.
 
@@ -86,8 +92,11 @@ def events_record(
     transaction. Concurrent writers of the same event or identifier make it raise
     IntegrityError, and the caller runs it again. With check_known=False the lookup of
     already-stored event_ids is skipped: a duplicate then raises IntegrityError too.
+    before_events_insert is called with the new events once their devices are saved, just
+    before the events themselves are inserted.
     """
-    return _EventBatch(app=app, items=items, received_at=received_at, check_known=check_known).record()
+    batch = _EventBatch(app=app, items=items, received_at=received_at, check_known=check_known)
+    return batch.record(before_events_insert=before_events_insert)
 
 
 class _EventBatch:
@@ -106,7 +115,7 @@ class _EventBatch:
         self.installs: Counter[int] = Counter()
         self.clicks: list[Click] = []
 
-    def record(self) -> list[RecordOutcome]:
+    def record(self, *, before_events_insert: Callable[[list[Event]], None] | None) -> list[RecordOutcome]:
         known_events = {}
         if self.check_known:
             known_events = {
@@ -125,7 +134,7 @@ class _EventBatch:
             event = self._apply(item)
             pending[item.event_id] = event
             outcomes.append(RecordOutcome(event=event, created=True))
-        self._write(list(pending.values()))
+        self._write(list(pending.values()), before_events_insert=before_events_insert)
         return outcomes
 
     # reads ----------------------------------------------------------------------------
@@ -277,7 +286,7 @@ class _EventBatch:
         return True
 
     # writes ---------------------------------------------------------------------------
-    def _write(self, events: list[Event]) -> None:
+    def _write(self, events: list[Event], *, before_events_insert: Callable[[list[Event]], None] | None) -> None:
         if self.new_devices:
             rows_insert(Device, self.new_devices)
         if self.new_identifiers:
@@ -294,6 +303,8 @@ class _EventBatch:
         for count, pks in by_count.items():  # reinstalls only move a counter
             Device.objects.filter(pk__in=pks).update(install_count=F("install_count") + count)
         if events:
+            if before_events_insert is not None:
+                before_events_insert(events)
             rows_insert(Event, events)
 
 

@@ -37,16 +37,17 @@ def configurations_listen_to(*, app: App, event_name: str) -> bool:
     return any(configuration.fires_on == event_name for configuration in app_configurations(app))
 
 
-def deliveries_for_events(*, app: App, events: list[Event]) -> dict[int, int]:
-    """Store a Delivery for every configuration of the app that listens to each event:
-    scheduled (with the exact request), or skipped with the reason. Returns event pk →
-    number scheduled. Call inside the transaction that stored the events."""
+def deliveries_plan(*, app: App, events: list[Event]) -> list[Delivery]:
+    """A Delivery for every configuration of the app that listens to each event: scheduled
+    (with the exact request), or skipped with the reason; each event's postbacks_scheduled
+    counts its scheduled ones. Call in the ingestion transaction once the events' devices are
+    saved and before the events are, so each event is stored with its count; then
+    deliveries_store."""
     configurations = app_configurations(app)
     if not configurations or not events:
-        return {}
+        return []
     context = _Context(app=app, events=events)
     deliveries: list[Delivery] = []
-    scheduled: dict[int, int] = {}
     for event in events:
         for configuration in configurations:
             if configuration.fires_on != event.name:
@@ -54,11 +55,17 @@ def deliveries_for_events(*, app: App, events: list[Event]) -> dict[int, int]:
             delivery = context.delivery_for(configuration, event)
             deliveries.append(delivery)
             if delivery.status == Delivery.Status.SCHEDULED:
-                scheduled[event.pk] = scheduled.get(event.pk, 0) + 1
+                event.postbacks_scheduled += 1
+    return deliveries
+
+
+def deliveries_store(*, deliveries: list[Delivery]) -> None:
+    """Insert planned deliveries (their events are saved by now); count them once committed."""
+    if not deliveries:
+        return
     rows_insert(Delivery, deliveries)
     created = Counter((delivery.configuration.partner_label, delivery.status) for delivery in deliveries)
     transaction.on_commit(lambda: _count_created(created))
-    return scheduled
 
 
 def _count_created(created: Counter) -> None:
@@ -72,8 +79,8 @@ class _Context:
     def __init__(self, *, app: App, events: list[Event]):
         self.app = app
         self.partners = partners_by_pk()
-        devices = {event.device_id: event.device for event in events}
-        self.devices = devices
+        # Events not saved yet: their devices are (device_id is read from the device at insert).
+        devices = {event.device.pk: event.device for event in events}
         tracker_ids = {
             pk for d in devices.values() for pk in (d.install_tracker_id, d.reengagement_tracker_id) if pk is not None
         }
@@ -87,12 +94,12 @@ class _Context:
         if sessions:
             self.used_periods = set(
                 Delivery.objects.filter(
-                    app=app, device_id__in={event.device_id for event in sessions}, session_period__isnull=False
+                    app=app, device_id__in={event.device.pk for event in sessions}, session_period__isnull=False
                 ).values_list("configuration_id", "device_id", "session_period")
             )
 
     def attribution(self, event: Event) -> Attribution:
-        device = self.devices[event.device_id]
+        device = event.device
         if device.reengaged_at is not None and event.occurred_at >= device.reengaged_at:
             tracker = self.trackers.get(device.reengagement_tracker_id)
             return Attribution(
@@ -115,7 +122,7 @@ class _Context:
         )
 
     def delivery_for(self, configuration: PostbackConfiguration, event: Event) -> Delivery:
-        device = self.devices[event.device_id]
+        device = event.device
         delivery = Delivery(
             app=self.app,
             configuration=configuration,

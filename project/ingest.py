@@ -13,7 +13,8 @@ from django.db import IntegrityError, transaction
 from events.app_cache import app_profile
 from events.models import App, Event
 from events.services import EventInput, RecordOutcome, event_record_direct, events_record
-from postbacks.services import configurations_listen_to, deliveries_for_events
+from postbacks.models import Delivery
+from postbacks.services import configurations_listen_to, deliveries_plan, deliveries_store
 from project import clock, metrics
 
 # Concurrent requests carrying the same new event_id or device identifier race to insert
@@ -29,17 +30,20 @@ def events_ingest(*, app: App, items: list[EventInput]) -> list[RecordOutcome]:
                 # A lone event is usually new: skip the duplicate lookup and let the unique
                 # constraint catch a repeat (IntegrityError), then look it up on the retry.
                 check_known = attempt > 0 or len(items) > 1
-                outcomes = events_record(app=app, items=items, received_at=clock.now(), check_known=check_known)
+                deliveries: list[Delivery] = []
+                outcomes = events_record(
+                    app=app,
+                    items=items,
+                    received_at=clock.now(),
+                    check_known=check_known,
+                    # Decided before the events are inserted, so each goes in with its count.
+                    before_events_insert=lambda events, deliveries=deliveries: deliveries.extend(
+                        deliveries_plan(app=app, events=events)
+                    ),
+                )
                 created = [outcome.event for outcome in outcomes if outcome.created]
                 transaction.on_commit(lambda created=created: _count_accepted(app, created))
-                scheduled = deliveries_for_events(app=app, events=created)
-                by_count: dict[int, list[int]] = {}
-                for event in created:
-                    if scheduled.get(event.pk):
-                        event.postbacks_scheduled = scheduled[event.pk]
-                        by_count.setdefault(event.postbacks_scheduled, []).append(event.pk)
-                for count, pks in by_count.items():  # one UPDATE per count, not per event
-                    Event.objects.filter(pk__in=pks).update(postbacks_scheduled=count)
+                deliveries_store(deliveries=deliveries)
             return outcomes
         except IntegrityError:
             if attempt == ATTEMPTS - 1:

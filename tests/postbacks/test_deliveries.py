@@ -289,3 +289,16 @@ def test_a_batch_with_postbacks_takes_no_queries_per_event(app):
     assert all(outcome.event.postbacks_scheduled == 1 for outcome in small + large)
     stored = Event.objects.filter(event_id__startswith="large-").values_list("postbacks_scheduled", flat=True)
     assert list(stored) == [1] * 100
+
+
+def test_an_event_is_stored_with_its_postback_count_not_updated_after(app):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    factories.make_custom_postback(app, event="install")
+    send(app, "install", T0, adid="38400000-8cf0-11bd-b23e-10b96e400001")  # caches the configurations
+    with CaptureQueriesContext(connection) as queries:
+        event = send(app, "install", T0)
+    assert event.postbacks_scheduled == 1
+    assert Event.objects.get(pk=event.pk).postbacks_scheduled == 1
+    assert not [query["sql"] for query in queries if query["sql"].startswith("UPDATE")]
