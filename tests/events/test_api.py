@@ -127,12 +127,27 @@ def test_timestamps_too_far_in_future_or_past_are_refused(client, key, settings)
         b"null",
         b'{"event_id": ["a"], "event": {}, "device": 1}',
         "\udcff".encode("utf-8", "surrogatepass"),
+        b'{"event_id": "e1", "event": "install", "device": {"adid": "38400000-8cf0-11bd-b23e-10b96e40000d"}, '
+        b'"revenue": NaN}',
     ],
 )
 def test_malformed_bodies_never_give_a_500(client, key, raw):
     response = post(client, key, raw)
     assert response.status_code == 400
     assert not Event.objects.exists()
+
+
+def test_body_is_read_in_the_charset_its_content_type_names(client, key):
+    body = json.dumps({**event(), "value": "caf\u00e9 \u2603"}, ensure_ascii=False)
+    response = client.post(
+        "/api/v1/events",
+        body,  # the test client encodes it in the charset named
+        content_type="application/json; charset=utf-16",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
+    assert response.status_code == 202, response.content
+    assert response["Content-Type"] == "application/json"
+    assert Event.objects.get().value == "caf\u00e9 \u2603"
 
 
 def test_wrong_content_type_is_refused(client, key):
