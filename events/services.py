@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from django.utils import timezone
 
 from events.app_cache import app_profile
 from events.models import App, Click, Device, DeviceIdentifier, Event, Tracker, new_api_key
-from project.bulk import json_value, rows_insert, rows_json, rows_source, saved
+from project.bulk import row_parameters, row_placeholders, rows_insert, rows_json, rows_source, saved
 
 
 @transaction.atomic
@@ -329,7 +328,7 @@ def event_record_direct(*, app: App, item: EventInput, received_at: datetime, ma
         parameters += [rows_json(Device, [device]), rows_json(DeviceIdentifier, identifiers, ("device_id",))]
     else:
         parameters.append(len(item.device_ids))
-    parameters.append(json.dumps([{column: json_value(value) for column, value in row.items()}]))
+    parameters += row_parameters(Event, row, ("device_id",))
     sql = _direct_sql(install=install, kinds=tuple(item.device_ids), may_reengage=may_reengage)
     try:
         # In a caller's transaction, a failure must not spoil the rest of it.
@@ -403,12 +402,13 @@ def _direct_sql(*, install: bool, kinds: tuple[str, ...], may_reengage: bool) ->
             )
         device = f"device AS (SELECT owner.device_id AS id FROM owner WHERE owner.known = %s {not_installed})"
         on_conflict = "ON CONFLICT (app_id, event_id) DO NOTHING"
-    columns, source = rows_source(Event, ("device_id",))
+    columns, _ = rows_source(Event, ("device_id",))
     return (
         f"WITH owner AS (SELECT min(device_id) AS device_id, count(*) AS known "
         f"FROM {quote(DeviceIdentifier._meta.db_table)} WHERE app_id = %s AND ({owners})), {device} "
         f"INSERT INTO {quote(Event._meta.db_table)} ({columns}, device_id) "
-        f"SELECT {columns}, device.id FROM {source}, device {on_conflict} RETURNING id, device_id"
+        f"SELECT {row_placeholders(Event, ('device_id',))}, device.id FROM device {on_conflict} "
+        "RETURNING id, device_id"
     )
 
 

@@ -16,6 +16,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from django.db import connection, models
+from psycopg.types.json import Jsonb
 
 
 def rows_insert(model: type[models.Model], objects: list[models.Model]) -> None:
@@ -49,6 +50,29 @@ def rows_source(model: type[models.Model], leave_out: tuple[str, ...] = ()) -> t
     columns = ", ".join(quote(field.column) for field in fields)
     types = ", ".join(f"{quote(field.column)} {field.db_type(connection)}" for field in fields)
     return columns, f"jsonb_to_recordset(%s::jsonb) AS item({types})"
+
+
+@functools.cache
+def row_placeholders(model: type[models.Model], leave_out: tuple[str, ...] = ()) -> str:
+    """PostgreSQL only: one typed placeholder for each column of rows_source's list, for a
+    single row passed as plain parameters (row_parameters): for one row, parsing a JSON
+    document cost PostgreSQL and Python more than the row itself."""
+    return ", ".join(f"%s::{field.db_type(connection)}" for field in _fields(model, leave_out))
+
+
+def row_parameters(model: type[models.Model], row: dict, leave_out: tuple[str, ...] = ()) -> list:
+    """The parameters of row_placeholders, from a row given by attribute name, whose values
+    are already of their fields' Python types (psycopg adapts them; the placeholders' casts
+    type them). Not Field.get_db_prep_value: for one row of events that took 0.1 ms."""
+    return [
+        Jsonb(row[name]) if is_json and row[name] is not None else row[name]
+        for name, is_json in _row_shape(model, leave_out)
+    ]
+
+
+@functools.cache
+def _row_shape(model: type[models.Model], leave_out: tuple[str, ...]) -> list[tuple[str, bool]]:
+    return [(field.attname, isinstance(field, models.JSONField)) for field in _fields(model, leave_out)]
 
 
 def rows_json(model: type[models.Model], objects: list[models.Model], leave_out: tuple[str, ...] = ()) -> str:
