@@ -286,8 +286,11 @@ class EventAcceptedSerializer(serializers.Serializer):
     postbacks_scheduled = serializers.IntegerField()
 
 
+MAX_BATCH = 1000
+
+
 class BatchSerializer(serializers.Serializer):
-    events = serializers.ListField(child=serializers.JSONField(), max_length=1000, allow_empty=False)
+    events = serializers.ListField(child=serializers.JSONField(), max_length=MAX_BATCH, allow_empty=False)
 
 
 class BatchItemResultSerializer(serializers.Serializer):

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from events.app_cache import app_profile
 from events.models import App, Click, Device, DeviceIdentifier, Event, Tracker, new_api_key
-from project.bulk import row_parameters, row_placeholders, rows_insert, rows_json, rows_source, saved
+from project.bulk import any_of, row_parameters, row_placeholders, rows_insert, rows_json, rows_source, saved
 
 
 @transaction.atomic
@@ -147,15 +147,17 @@ class _EventBatch:
             return
         quote = connection.ops.quote_name
         columns = ", ".join(f"d.{quote(field.column)}" for field in Device._meta.concrete_fields)
-        conditions = " OR ".join(
-            f"(i.kind = %s AND i.value IN ({', '.join(['%s'] * len(kind_values))}))" for kind_values in values.values()
-        )
+        conditions, parameters = [], [self.app.pk]
+        for kind, kind_values in values.items():
+            in_values, value_parameters = any_of("i.value", kind_values)
+            conditions.append(f"(i.kind = %s AND {in_values})")
+            parameters += [kind, *value_parameters]
         sql = (
             f"SELECT i.kind AS identifier_kind, i.value AS identifier_value, {columns} "
             f"FROM {quote(DeviceIdentifier._meta.db_table)} i "
-            f"JOIN {quote(Device._meta.db_table)} d ON d.id = i.device_id WHERE i.app_id = %s AND ({conditions})"
+            f"JOIN {quote(Device._meta.db_table)} d ON d.id = i.device_id "
+            f"WHERE i.app_id = %s AND ({' OR '.join(conditions)})"
         )
-        parameters = [self.app.pk, *(item for kind, kind_values in values.items() for item in (kind, *kind_values))]
         for row in Device.objects.raw(sql, parameters):
             # One Device object per device, however many of its identifiers the batch carries.
             device = self.devices_by_pk.setdefault(row.pk, row)
@@ -164,9 +166,15 @@ class _EventBatch:
     def _load_other_identifiers(self) -> None:
         """Click matching needs every identifier of a device, not only those this batch carries."""
         if self.devices_by_pk:
-            others = DeviceIdentifier.objects.filter(app=self.app, device_id__in=list(self.devices_by_pk))
-            for kind, value, device_id in others.values_list("kind", "value", "device_id"):
-                self._link(self.devices_by_pk[device_id], (kind, value))
+            devices, parameters = any_of("device_id", self.devices_by_pk)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT kind, value, device_id FROM {connection.ops.quote_name(DeviceIdentifier._meta.db_table)} "
+                    f"WHERE app_id = %s AND {devices}",
+                    [self.app.pk, *parameters],
+                )
+                for kind, value, device_id in cursor.fetchall():
+                    self._link(self.devices_by_pk[device_id], (kind, value))
 
     def _batch_values(self) -> dict[str, set[str]]:
         values: dict[str, set[str]] = {}

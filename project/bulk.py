@@ -83,6 +83,16 @@ def rows_json(model: type[models.Model], objects: list[models.Model], leave_out:
     )
 
 
+def any_of(column: str, values) -> tuple[str, list]:
+    """SQL (and its parameters) testing `column` against many values. On PostgreSQL the values
+    travel as one array: a query with a thousand placeholders is parsed afresh by psycopg on
+    every call (it caches only short ones), which took a tenth of a batch's CPU."""
+    values = list(values)
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s)", [values]
+    return f"{column} IN ({', '.join(['%s'] * len(values))})", values
+
+
 def saved(instance: models.Model, pk: int) -> None:
     """Mark an instance inserted by hand as the ORM marks one it saved."""
     instance.pk = pk
