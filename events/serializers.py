@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import functools
-import ipaddress
 import json
 import re
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
@@ -23,6 +23,9 @@ ZERO_UUID = "00000000-0000-0000-0000-000000000000"
 EVENT_ID = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces
 MAX_PROPERTIES_BYTES = 4096
 MAX_FUTURE = timedelta(minutes=5)
+# Already in the form normalize_device_ids gives (str(uuid.UUID(...))), once lower-cased.
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+ANDROID_ID = re.compile(r"[0-9a-fA-F]{8,32}")
 
 
 def normalize_device_ids(raw: dict, *, strict: bool) -> tuple[dict[str, str], dict[str, str]]:
@@ -38,14 +41,18 @@ def normalize_device_ids(raw: dict, *, strict: bool) -> tuple[dict[str, str], di
             continue
         value = value.strip()
         if kind in UUID_KINDS:
-            try:
-                value = str(uuid.UUID(value))
-            except ValueError:
-                errors[kind] = "Must be a UUID, e.g. 38400000-8cf0-11bd-b23e-10b96e40000d."
-                continue
+            lowered = value.lower()
+            if CANONICAL_UUID.fullmatch(lowered):
+                value = lowered
+            else:
+                try:
+                    value = str(uuid.UUID(value))
+                except ValueError:
+                    errors[kind] = "Must be a UUID, e.g. 38400000-8cf0-11bd-b23e-10b96e40000d."
+                    continue
             if value == ZERO_UUID:
                 continue
-        elif kind == "android_id" and not re.fullmatch(r"[0-9a-fA-F]{8,32}", value):
+        elif kind == "android_id" and not ANDROID_ID.fullmatch(value):
             errors[kind] = "Must be 8 to 32 hexadecimal characters."
             continue
         if value:
@@ -178,6 +185,11 @@ class EventSerializer(serializers.Serializer):
 
 
 _TEXT_FIELDS = {"user_agent": 512, "os_version": 32, "app_version": 32, "value": 1024}
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")  # as ipaddress reads one: no leading zeros
+# A revenue the serializer's DecimalField keeps as it is, but for its six decimal places.
+_PLAIN_REVENUE = re.compile(r"-?[0-9]{1,12}(?:\.[0-9]{1,6})?")
+_SIX_PLACES = Decimal("0.000001")
 _CODE_FIELDS = {"country": (2, COUNTRIES), "currency": (3, CURRENCIES)}
 _NOT_PLAIN = re.compile("[\x00\ud800-\udfff]")  # what DRF's CharField refuses outright
 
@@ -224,12 +236,8 @@ def event_validated_fast(item, *, event_names) -> dict | None:
             data[field] = value.upper()
     if "ip" in item:
         value = item["ip"]
-        if not _plain(value, 15) or ":" in value:
+        if not (isinstance(value, str) and _IPV4.fullmatch(value)):
             return None  # IPv6 is normalized by the serializer
-        try:
-            ipaddress.IPv4Address(value)
-        except ValueError:
-            return None
         data["ip"] = value
     if "properties" in item:
         value = item["properties"]
@@ -239,12 +247,16 @@ def event_validated_fast(item, *, event_names) -> dict | None:
             text = json.dumps(value, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError):
             return None
-        if len(text.encode()) > MAX_PROPERTIES_BYTES or _holds_nul(value):
+        # The text is ASCII (NUL written as \u0000), so its length is its size in bytes.
+        if len(text) > MAX_PROPERTIES_BYTES or ("\\u0000" in text and _holds_nul(value)):
             return None
         data["properties"] = value
+    revenue = item.get("revenue")
+    if isinstance(revenue, str) and _PLAIN_REVENUE.fullmatch(revenue):
+        data["revenue"] = Decimal(revenue).quantize(_SIX_PLACES)
     try:
         for field in ("timestamp", "revenue"):
-            if field in item:
+            if field in item and field not in data:
                 data[field] = _declared_field(field).run_validation(item[field])
     except serializers.ValidationError:
         return None

@@ -11,6 +11,7 @@ from project import clock
 from tests.events.test_api_properties import OPTIONAL_FIELDS, anything, event_bodies
 
 NAMES = ("install", "session_begin", "purchase")
+ZERO_UUID_UPPER = "00000000-0000-0000-0000-000000000000".upper()
 NOW = datetime.now(UTC)  # the property strategies' timestamps are around the real now
 
 # Text that DRF trims, refuses or normalizes: surrounding blanks, a trailing newline, NUL,
@@ -72,6 +73,24 @@ def serializer_result(body):
 @settings(max_examples=700, deadline=None)
 @given(body=event_bodies | tricky_bodies | one_field_awkward)
 @example(body={**BASE, "properties": {"score": float("inf")}})  # found by the search: not JSON
+# The fast path's own readings of ids, addresses, amounts and properties, at their edges:
+@example(body={**BASE, "device": {"adid": "38400000-8CF0-11BD-B23E-10B96E40000D"}})
+@example(body={**BASE, "device": {"adid": "{38400000-8cf0-11bd-b23e-10b96e40000d}"}})
+@example(body={**BASE, "device": {"idfa": "00000000-0000-0000-0000-000000000000", "idfv": ZERO_UUID_UPPER}})
+@example(body={**BASE, "ip": "01.2.3.4"})
+@example(body={**BASE, "ip": "255.255.255.255"})
+@example(body={**BASE, "ip": "256.1.1.1"})
+@example(body={**BASE, "ip": "1.2.3.\u0664"})
+@example(body={**BASE, "revenue": "123456789012.123456"})
+@example(body={**BASE, "revenue": "1234567890123"})
+@example(body={**BASE, "revenue": "0.1234567"})
+@example(body={**BASE, "revenue": "-0"})
+@example(body={**BASE, "revenue": "007.50"})
+@example(body={**BASE, "revenue": "\u0664.5"})
+@example(body={**BASE, "properties": {"note": "\\u0000 is not a NUL"}})
+@example(body={**BASE, "properties": {"note": "a\x00b"}})
+@example(body={**BASE, "properties": {"k": "x" * 4083}})
+@example(body={**BASE, "properties": {"k": "\u00e9" * 680}})
 def test_what_the_fast_path_accepts_the_serializer_accepts_with_the_same_data(body):
     with clock.frozen(NOW):
         fast = event_validated_fast(body, event_names=NAMES)
