@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -140,8 +140,9 @@ class _EventBatch:
     def _load_devices(self) -> None:
         """The stored devices owning any identifier of the batch.
 
-        Written as SQL: for a lone event, compiling the ORM's filtered join cost more CPU than
-        PostgreSQL spent running it."""
+        Written as SQL, and read without RawQuerySet: for a lone event, compiling the ORM's
+        filtered join cost more CPU than PostgreSQL spent running it, and for a batch,
+        RawQuerySet's per-row work cost more than building the devices."""
         values = self._batch_values()
         if not values:
             return
@@ -153,15 +154,21 @@ class _EventBatch:
             conditions.append(f"(i.kind = %s AND {in_values})")
             parameters += [kind, *value_parameters]
         sql = (
-            f"SELECT i.kind AS identifier_kind, i.value AS identifier_value, {columns} "
+            f"SELECT i.kind, i.value, {columns} "
             f"FROM {quote(DeviceIdentifier._meta.db_table)} i "
             f"JOIN {quote(Device._meta.db_table)} d ON d.id = i.device_id "
             f"WHERE i.app_id = %s AND ({' OR '.join(conditions)})"
         )
-        for row in Device.objects.raw(sql, parameters):
-            # One Device object per device, however many of its identifiers the batch carries.
-            device = self.devices_by_pk.setdefault(row.pk, row)
-            self._link(device, (row.identifier_kind, row.identifier_value))
+        names = [field.attname for field in Device._meta.concrete_fields]
+        pk_at = names.index(Device._meta.pk.attname)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, parameters)
+            for kind, value, *values in cursor.fetchall():
+                # One Device object per device, however many of its identifiers the batch carries.
+                device = self.devices_by_pk.get(values[pk_at])
+                if device is None:
+                    device = self.devices_by_pk[values[pk_at]] = Device.from_db(connection.alias, names, values)
+                self._link(device, (kind, value))
 
     def _load_other_identifiers(self) -> None:
         """Click matching needs every identifier of a device, not only those this batch carries."""
@@ -323,7 +330,8 @@ def event_record_direct(*, app: App, item: EventInput, received_at: datetime, ma
     One statement is atomic on its own, so this needs no BEGIN and COMMIT and reads nothing
     before it writes. PostgreSQL only; elsewhere always None.
     """
-    if not item.device_ids or connection.vendor != "postgresql":
+    db = connections[DEFAULT_DB_ALIAS]  # once: each use of the `connection` proxy looks it up again
+    if not item.device_ids or db.vendor != "postgresql":
         return None
     install = item.name == "install"
     row = _event_columns(app=app, item=item, received_at=received_at)
@@ -340,8 +348,8 @@ def event_record_direct(*, app: App, item: EventInput, received_at: datetime, ma
     sql = _direct_sql(install=install, kinds=tuple(item.device_ids), may_reengage=may_reengage)
     try:
         # In a caller's transaction, a failure must not spoil the rest of it.
-        atomic = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-        with atomic, connection.cursor() as cursor:
+        atomic = transaction.atomic() if db.in_atomic_block else contextlib.nullcontext()
+        with atomic, db.cursor() as cursor:
             cursor.execute(sql, parameters)
             stored = cursor.fetchone()
     except IntegrityError:  # its event_id or a new identifier was stored first
