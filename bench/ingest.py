@@ -53,6 +53,14 @@ def scratch_database(server_url: str, name: str) -> str:
     return parts._replace(path=f"/{name}").geturl()
 
 
+def analyze(database_url: str) -> None:
+    """Refresh the planner's statistics, as autovacuum does on a production server. Some
+    machines run PostgreSQL with autovacuum off: there the tables this bench fills would
+    never get statistics, and the planner would pick plans no production server would."""
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("ANALYZE")
+
+
 def django_env(database_url: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
     env.update(
@@ -209,6 +217,7 @@ def main() -> None:
         with multiprocessing.Pool(args.clients) as pool:
             run_round(pool, port, "/bench/baseline", key, 2, args.clients)  # warm-up
             run_round(pool, port, "/api/v1/events", key, 2, args.clients)
+            analyze(database_url)
             rounds: dict[str, list[dict]] = {"baseline": [], "events": [], "postbacks": []}
             for _ in range(args.rounds):  # alternate, so drift on a shared machine hits all alike
                 rounds["baseline"].append(run_round(pool, port, "/bench/baseline", key, args.seconds, args.clients))
@@ -216,6 +225,7 @@ def main() -> None:
                 rounds["postbacks"].append(
                     run_round(pool, port, "/api/v1/events", busy_key, args.seconds, args.clients)
                 )
+            analyze(database_url)
             batch = run_round(pool, port, "/api/v1/events/batch", key, args.seconds, 2, batch_size=1000)
             busy_batch = run_round(pool, port, "/api/v1/events/batch", busy_key, args.seconds, 2, batch_size=1000)
     finally:
@@ -228,8 +238,11 @@ def main() -> None:
     baseline, events, postbacks = median("baseline", "rate"), median("events", "rate"), median("postbacks", "rate")
     errors = sum(result["errors"] for results in rounds.values() for result in results)
     errors += batch["errors"] + busy_batch["errors"]
+    with psycopg.connect(database_url) as connection:
+        autovacuum = connection.execute("SHOW autovacuum").fetchone()[0]
     print(
-        f"gunicorn {args.workers} sync workers, PostgreSQL, {args.clients} client processes, "
+        f"gunicorn {args.workers} sync workers, PostgreSQL (autovacuum {autovacuum}; the bench runs ANALYZE "
+        f"before the measured rounds and the batches), {args.clients} client processes, "
         f"{args.rounds} alternating rounds of {args.seconds:g} s, median shown; {os.cpu_count()} cores"
     )
     print(f"{'endpoint':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
