@@ -1,9 +1,13 @@
+from datetime import UTC, datetime
+
 import pytest
 from django.core.exceptions import ValidationError
 
-from events.models import App, CustomEvent, Tracker, hash_api_key
-from events.services import app_issue_api_key
+from events.models import App, CustomEvent, Device, Event, Tracker, hash_api_key
+from events.services import EventInput, app_issue_api_key
 from partners.models import Partner
+from postbacks.models import Delivery
+from project.ingest import events_ingest
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -75,3 +79,28 @@ def test_tracker_network_and_agency_kinds_are_checked(app, partner):
     assert set(error.value.message_dict) == {"network", "agency"}
     tracker = factories.make_tracker(app, partner, agency=agency, campaign_name="Launch")
     assert tracker.id.startswith("trk_")
+
+
+def test_deleting_an_app_deletes_its_devices_events_and_deliveries(app, other_app):
+    factories.make_custom_postback(app, event="install")
+    occurred = datetime.now(UTC)
+    for owner in (app, other_app):
+        events_ingest(
+            app=owner,
+            items=[
+                EventInput(
+                    event_id="e1",
+                    name="install",
+                    device_ids={"adid": "38400000-8cf0-11bd-b23e-10b96e40000d"},
+                    occurred_at=occurred,
+                )
+            ],
+        )
+    assert Delivery.objects.filter(event__app=app).count() == 1
+
+    app.delete()
+
+    assert not Event.objects.filter(app_id=app.pk).exists()
+    assert not Device.objects.filter(app_id=app.pk).exists()
+    assert not Delivery.objects.filter(event__app_id=app.pk).exists()
+    assert Event.objects.filter(app=other_app).count() == 1  # the other app keeps its own
