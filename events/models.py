@@ -340,9 +340,7 @@ class Event(AccountScoped):
     # (FOR KEY SHARE), so an app's concurrent inserts queued on it. The event's device is
     # still a constraint, and the device's app one, so an event cannot outlive its app;
     # deleting an app still deletes its events (Django's CASCADE).
-    app = models.ForeignKey(
-        App, on_delete=models.CASCADE, related_name="events", db_index=False, db_constraint=False
-    )
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="events", db_index=False, db_constraint=False)
     event_id = models.CharField(max_length=128)
     name = models.CharField(max_length=64)
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="events", db_index=False)
