@@ -10,13 +10,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
-from django.db.models import F, Q
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, models, transaction
+from django.db.models import F
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from events.app_cache import app_profile
 from events.models import App, Click, Device, DeviceIdentifier, Event, Tracker, new_api_key
-from project.bulk import any_of, row_parameters, row_placeholders, rows_insert, rows_json, rows_source, saved
+from project.bulk import (
+    any_of,
+    instance_from_row,
+    row_parameters,
+    row_placeholders,
+    rows_insert,
+    rows_json,
+    rows_source,
+    saved,
+)
 
 
 @transaction.atomic
@@ -115,12 +125,7 @@ class _EventBatch:
         self.clicks: list[Click] = []
 
     def record(self, *, before_events_insert: Callable[[list[Event]], None] | None) -> list[RecordOutcome]:
-        known_events = {}
-        if self.check_known:
-            known_events = {
-                event.event_id: event
-                for event in Event.objects.filter(app=self.app, event_id__in={item.event_id for item in self.items})
-            }
+        known_events = self._load_known_events() if self.check_known else {}
         self._load_devices()
         self._load_clicks()
         outcomes: list[RecordOutcome | None] = []
@@ -137,6 +142,18 @@ class _EventBatch:
         return outcomes
 
     # reads ----------------------------------------------------------------------------
+    def _load_known_events(self) -> dict[str, Event]:
+        """The batch's event_ids already stored. Asked first for ids alone, as usually there
+        are none: the ORM's 1,000-value filter cost more to build than to run."""
+        event_ids, parameters = any_of("event_id", {item.event_id for item in self.items})
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id FROM {connection.ops.quote_name(Event._meta.db_table)} WHERE app_id = %s AND {event_ids}",
+                [self.app.pk, *parameters],
+            )
+            known = [pk for (pk,) in cursor.fetchall()]
+        return {event.event_id: event for event in Event.objects.filter(pk__in=known)} if known else {}
+
     def _load_devices(self) -> None:
         """The stored devices owning any identifier of the batch.
 
@@ -159,15 +176,14 @@ class _EventBatch:
             f"JOIN {quote(Device._meta.db_table)} d ON d.id = i.device_id "
             f"WHERE i.app_id = %s AND ({' OR '.join(conditions)})"
         )
-        names = [field.attname for field in Device._meta.concrete_fields]
-        pk_at = names.index(Device._meta.pk.attname)
+        pk_at = Device._meta.concrete_fields.index(Device._meta.pk)
         with connection.cursor() as cursor:
             cursor.execute(sql, parameters)
             for kind, value, *values in cursor.fetchall():
                 # One Device object per device, however many of its identifiers the batch carries.
                 device = self.devices_by_pk.get(values[pk_at])
                 if device is None:
-                    device = self.devices_by_pk[values[pk_at]] = Device.from_db(connection.alias, names, values)
+                    device = self.devices_by_pk[values[pk_at]] = instance_from_row(Device, values)
                 self._link(device, (kind, value))
 
     def _load_other_identifiers(self) -> None:
@@ -214,7 +230,9 @@ class _EventBatch:
         """The device owning any of the item's ids (the oldest if several), else a new one;
         ids it did not have are linked to it, ids owned by another device stay there."""
         candidates = [self.owners[pair] for pair in item.device_ids.items() if pair in self.owners]
-        if candidates:
+        if len(candidates) == 1 or (candidates and all(device is candidates[0] for device in candidates)):
+            device = candidates[0]
+        elif candidates:
             # The oldest device wins: stored ones by id, then new ones in the order they appeared.
             device = min(candidates, key=lambda d: (d.pk is None, d.pk or self.new_devices.index(d)))
         else:
@@ -438,14 +456,19 @@ def _event_instance(row: dict, *, app: App, device: Device | None = None) -> Eve
     return event
 
 
-def _click_match(values_by_kind: dict[str, set[str]]) -> Q | None:
+def _click_match(values_by_kind: dict[str, set[str]]) -> RawSQL | None:
     """Clicks carrying any of the values, one condition per identifier kind (not per value:
-    SQLite limits expression depth)."""
-    match = None
+    SQLite limits expression depth), each value list one parameter on PostgreSQL (any_of)."""
+    conditions, parameters = [], []
     for kind, values in values_by_kind.items():
-        condition = Q(**{f"{kind}__in": values})
-        match = condition if match is None else match | condition
-    return match
+        quote = connection.ops.quote_name  # qualified: the query joins the tracker
+        column = f"{quote(Click._meta.db_table)}.{quote(Click._meta.get_field(kind).column)}"
+        condition, values_parameters = any_of(column, values)
+        conditions.append(condition)
+        parameters += values_parameters
+    if not conditions:
+        return None
+    return RawSQL(f"({' OR '.join(conditions)})", parameters, output_field=models.BooleanField())
 
 
 def click_record(

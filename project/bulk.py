@@ -36,8 +36,9 @@ def rows_insert(model: type[models.Model], objects: list[models.Model]) -> None:
     with connection.cursor() as cursor:
         cursor.execute(sql, [rows_json(model, objects)])
         # Rows come back in the order they were given, as Django's own bulk_create assumes.
+        alias = connection.alias  # once: the `connection` proxy looks itself up on each use
         for instance, (pk,) in zip(objects, cursor.fetchall(), strict=True):
-            saved(instance, pk)
+            saved(instance, pk, alias=alias)
 
 
 @functools.cache
@@ -115,6 +116,34 @@ def _json_plan(model: type[models.Model], leave_out: tuple[str, ...]):
     return [field.column for field in fields], read_all, relations, automatic, typed
 
 
+def instance_from_row(model: type[models.Model], values: list):
+    """A model instance from a row of all its concrete columns, read by hand with a cursor:
+    converted as the ORM's compiler converts (SQLite returns text for datetimes, say), which
+    on PostgreSQL is usually nothing at all."""
+    for position, functions, column in _converters(model, connection.vendor):
+        value = values[position]
+        for function in functions:
+            value = function(value, column, connection)
+        values[position] = value
+    return model.from_db(connection.alias, _attnames(model), values)
+
+
+@functools.cache
+def _attnames(model: type[models.Model]) -> list[str]:
+    return [field.attname for field in model._meta.concrete_fields]
+
+
+@functools.cache
+def _converters(model: type[models.Model], vendor: str) -> list[tuple]:
+    converters = []
+    for position, field in enumerate(model._meta.concrete_fields):
+        column = field.get_col(model._meta.db_table)
+        functions = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        if functions:
+            converters.append((position, functions, column))
+    return converters
+
+
 def any_of(column: str, values) -> tuple[str, list]:
     """SQL (and its parameters) testing `column` against many values. On PostgreSQL the values
     travel as one array: a query with a thousand placeholders is parsed afresh by psycopg on
@@ -125,11 +154,11 @@ def any_of(column: str, values) -> tuple[str, list]:
     return f"{column} IN ({', '.join(['%s'] * len(values))})", values
 
 
-def saved(instance: models.Model, pk: int) -> None:
+def saved(instance: models.Model, pk: int, *, alias: str | None = None) -> None:
     """Mark an instance inserted by hand as the ORM marks one it saved."""
     instance.pk = pk
     instance._state.adding = False
-    instance._state.db = connection.alias
+    instance._state.db = alias or connection.alias
 
 
 @functools.cache
