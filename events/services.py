@@ -376,7 +376,7 @@ def event_record_direct(*, app: App, item: EventInput, received_at: datetime, ma
         return None
     row["id"], row["device_id"] = stored
     event = _event_instance(row, app=app)
-    saved(event, event.pk)
+    saved(event, event.pk, alias=db.alias)
     return event
 
 
