@@ -2,6 +2,7 @@
 
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
@@ -50,7 +51,9 @@ def admin_urls(objects, app, partner):
         reverse("admin:events_app_changelist"),
         reverse("admin:events_app_change", args=[app.pk]),
         reverse("admin:events_tracker_changelist"),
-        reverse("admin:events_tracker_change", args=[objects["tracker"].pk]),
+        # The admin escapes "_" and some codes after it in primary keys (trk_22… would read
+        # as trk", say): its own links quote the key, and so must these.
+        reverse("admin:events_tracker_change", args=[quote(objects["tracker"].pk)]),
         reverse("admin:partners_partner_changelist"),
         reverse("admin:partners_partner_change", args=[partner.pk]),
         reverse("admin:postbacks_partnerconfiguration_changelist"),
@@ -65,6 +68,15 @@ def admin_urls(objects, app, partner):
         reverse("admin:events_click_changelist"),
         reverse("admin:events_click_change", args=[objects["click"].pk]),
     ]
+
+
+def test_a_tracker_whose_id_reads_as_an_admin_escape_opens_from_its_list(client, manager, app, partner):
+    tracker = factories.make_tracker(app, partner)
+    Tracker.objects.filter(pk=tracker.pk).update(id="trk_22a9e988bb")  # "_22" is the admin's escape for '"'
+    client.force_login(manager)
+    change_url = reverse("admin:events_tracker_change", args=[quote("trk_22a9e988bb")])
+    assert change_url in client.get(reverse("admin:events_tracker_changelist")).content.decode()
+    assert client.get(change_url).status_code == 200
 
 
 ADD_URLS = [
@@ -147,7 +159,7 @@ def test_other_accounts_objects_are_unreachable_by_url(client, manager, configur
     for url in (
         reverse("admin:events_app_change", args=[other_app.pk]),
         reverse("admin:events_account_change", args=[other_app.account_id]),
-        reverse("admin:events_tracker_change", args=[configured["other_tracker"].pk]),
+        reverse("admin:events_tracker_change", args=[quote(configured["other_tracker"].pk)]),
         reverse("admin:postbacks_partnerconfiguration_change", args=[configured["other_config"].pk]),
         reverse("admin:postbacks_postbackconfiguration_change", args=[configured["other_custom"].pk]),
         reverse("admin:postbacks_postbackconfiguration_delete", args=[configured["other_custom"].pk]),
