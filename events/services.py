@@ -179,11 +179,11 @@ class _EventBatch:
         pk_at = Device._meta.concrete_fields.index(Device._meta.pk)
         with connection.cursor() as cursor:
             cursor.execute(sql, parameters)
-            for kind, value, *values in cursor.fetchall():
+            for kind, value, *device_row in cursor.fetchall():
                 # One Device object per device, however many of its identifiers the batch carries.
-                device = self.devices_by_pk.get(values[pk_at])
+                device = self.devices_by_pk.get(device_row[pk_at])
                 if device is None:
-                    device = self.devices_by_pk[values[pk_at]] = instance_from_row(Device, values)
+                    device = self.devices_by_pk[device_row[pk_at]] = instance_from_row(Device, device_row)
                 self._link(device, (kind, value))
 
     def _load_other_identifiers(self) -> None:

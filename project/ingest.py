@@ -53,9 +53,6 @@ def events_ingest(*, app: App, items: list[EventInput]) -> list[RecordOutcome]:
 
 
 def _count_accepted(app: App, events: list[Event]) -> None:
-    if len(events) == 1:
-        _accepted_counter(app.pk, events[0].name).inc()
-        return
     for name, count in Counter(event.name for event in events).items():
         _accepted_counter(app.pk, name).inc(count)
 
