@@ -25,6 +25,7 @@ from project.bulk import (
     rows_insert,
     rows_json,
     rows_source,
+    rows_update,
     saved,
 )
 
@@ -318,16 +319,18 @@ class _EventBatch:
             rows_insert(Device, self.new_devices)
         if self.new_identifiers:
             rows_insert(DeviceIdentifier, self.new_identifiers)
-        for pk, fields in self.changed_fields.items():  # first installs and reengagements: rare
-            device = self.devices_by_pk[pk]
-            values = {field: getattr(device, Device._meta.get_field(field).attname) for field in fields}
-            if pk in self.installs:
-                values["install_count"] = F("install_count") + self.installs.pop(pk)
-            Device.objects.filter(pk=pk).update(**values)
+        # First installs and reengagements of stored devices: one statement per set of fields
+        # written (only those, so a concurrent change to the others is not overwritten).
+        by_fields: dict[tuple[str, ...], list[Device]] = {}
+        for pk, fields in self.changed_fields.items():
+            by_fields.setdefault(tuple(sorted(fields)), []).append(self.devices_by_pk[pk])
+        for fields, devices in by_fields.items():
+            rows_update(Device, devices, list(fields))
+        # Install counts move relative to the stored value: concurrent installs add up.
         by_count: dict[int, list[int]] = {}
         for pk, count in self.installs.items():
             by_count.setdefault(count, []).append(pk)
-        for count, pks in by_count.items():  # reinstalls only move a counter
+        for count, pks in by_count.items():
             Device.objects.filter(pk__in=pks).update(install_count=F("install_count") + count)
         if events:
             if before_events_insert is not None:

@@ -3,11 +3,13 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from events.models import Device, DeviceIdentifier
 from events.services import EventInput, click_record
 from partners.models import Partner
-from project.ingest import event_ingest
+from project.ingest import event_ingest, events_ingest
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -196,3 +198,37 @@ def test_one_batch_follows_the_same_rules_in_order(app, trackers):
     assert outcomes[4].event.is_reinstall and device.install_count == 2
     assert not Device.objects.get(pk=outcomes[5].event.device_id).is_attributed
     assert Device.objects.filter(app=app).count() == 2
+
+
+def test_installs_of_devices_first_seen_by_sessions_are_attributed_without_a_statement_each(app, trackers):
+    def installs_after_sessions(prefix: str, size: int) -> int:
+        ids = [{"device_id": f"{prefix}-{number}"} for number in range(size)]
+        sessions = [
+            EventInput(event_id=f"{prefix}-s{n}", name="session_begin", device_ids=i, occurred_at=T0)
+            for n, i in enumerate(ids)
+        ]
+        events_ingest(app=app, items=sessions)  # the devices are stored, not installed
+        for n, i in enumerate(ids):
+            click(trackers["a" if n % 2 else "b"], T0 + timedelta(minutes=1), **i)
+        installs = [
+            EventInput(event_id=f"{prefix}-i{n}", name="install", device_ids=i, occurred_at=T0 + timedelta(minutes=5))
+            for n, i in enumerate(ids)
+        ]
+        with CaptureQueriesContext(connection) as queries:
+            events_ingest(app=app, items=installs)
+        return len(queries)
+
+    small, large = installs_after_sessions("small", 3), installs_after_sessions("large", 40)
+    assert large <= small + 2, (small, large)  # was one UPDATE per device
+    devices = Device.objects.filter(identifiers__value__startswith="large-").select_related("install_tracker")
+    assert devices.count() == 40
+    for device in devices:
+        number = int(device.identifiers.get().value.split("-")[1])
+        expected = trackers["a" if number % 2 else "b"]
+        assert device.install_count == 1
+        assert device.installed_at == T0 + timedelta(minutes=5)
+        assert (device.install_tracker, device.network_id, device.campaign_name) == (
+            expected,
+            expected.network_id,
+            expected.campaign_name,
+        )
