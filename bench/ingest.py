@@ -139,7 +139,7 @@ def load(args: tuple) -> tuple[int, list[float], int]:
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
     while time.monotonic() < deadline and (prepared or not batch_size):
         if batch_size:
-            data = prepared.pop()
+            data = prepared.pop(0)  # in the order built: a device's install comes before its sessions
         else:
             data = json.dumps(body_for(rng, worker, sequence, devices))
             sequence += 1
