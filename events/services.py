@@ -231,7 +231,7 @@ class _EventBatch:
         """The device owning any of the item's ids (the oldest if several), else a new one;
         ids it did not have are linked to it, ids owned by another device stay there."""
         candidates = [self.owners[pair] for pair in item.device_ids.items() if pair in self.owners]
-        if len(candidates) == 1 or (candidates and all(device is candidates[0] for device in candidates)):
+        if candidates and all(device is candidates[0] for device in candidates):
             device = candidates[0]
         elif candidates:
             # The oldest device wins: stored ones by id, then new ones in the order they appeared.
@@ -462,9 +462,10 @@ def _event_instance(row: dict, *, app: App, device: Device | None = None) -> Eve
 def _click_match(values_by_kind: dict[str, set[str]]) -> RawSQL | None:
     """Clicks carrying any of the values, one condition per identifier kind (not per value:
     SQLite limits expression depth), each value list one parameter on PostgreSQL (any_of)."""
+    quote = connection.ops.quote_name
     conditions, parameters = [], []
     for kind, values in values_by_kind.items():
-        quote = connection.ops.quote_name  # qualified: the query joins the tracker
+        # Qualified: the query joins the tracker.
         column = f"{quote(Click._meta.db_table)}.{quote(Click._meta.get_field(kind).column)}"
         condition, values_parameters = any_of(column, values)
         conditions.append(condition)
