@@ -252,8 +252,8 @@ def main() -> None:
         ("  app with postbacks", "postbacks", postbacks),
     ):
         print(f"{label:34} {rate:8.0f} {median(name, 'p50'):8.1f} {median(name, 'p99'):8.1f}")
-    print(f"events API / baseline: {events / baseline:.0%} (target: at least 70 %)")
-    print(f"  app with postbacks on installs and purchases / baseline: {postbacks / baseline:.0%}")
+    print(f"events API / baseline: {events / baseline:.1%} (target: at least 70 %)")
+    print(f"  app with postbacks on installs and purchases / baseline: {postbacks / baseline:.1%}")
     print(
         f"POST /api/v1/events/batch: {batch['rate'] * 1000:.0f} events/s "
         f"({batch['requests']} requests of 1,000, p50 {batch['p50']:.0f} ms; target: at least 5,000 events/s)"
