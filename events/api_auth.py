@@ -14,6 +14,7 @@ from events.app_cache import app_for_key
 from events.models import App
 
 INVALID_KEY = "Missing or invalid API key."
+BEARER = "Bearer"
 
 
 logger = logging.getLogger(__name__)
@@ -29,16 +30,46 @@ class AppPrincipal:
         self.app = app
 
 
+def app_for_authorization(header: str) -> App | None:
+    """The active app whose key an Authorization header carries ("Bearer <key>"), or None."""
+    scheme, _, key = header.partition(" ")
+    key = key.strip()
+    if scheme != BEARER or not key or len(key) > 200:
+        return None
+    return app_for_key(key)
+
+
+def rate_limit_admits(*, app: App) -> tuple[bool, int]:
+    """Whether one more request fits in the app key's one-minute window (counting it), and
+    the seconds until the next window. A fixed window: one cache increment a request."""
+    limit = settings.API_RATE_LIMIT_PER_MINUTE
+    if not limit:
+        return True, 0
+    window = int(time.time() // 60)
+    try:
+        count = _count(f"api-rate:{app.pk}:{window}")
+    except Exception:
+        # The cache (Redis) is away: keep accepting events rather than refuse them all.
+        logger.warning("rate limit not checked: the cache is unreachable", exc_info=True)
+        return True, 0
+    return count <= limit, 60 - int(time.time() % 60)
+
+
+def _count(key: str) -> int:
+    if cache.add(key, 1, timeout=120):
+        return 1
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout=120)
+        return 1
+
+
 class AppKeyAuthentication(authentication.BaseAuthentication):
-    keyword = "Bearer"
+    keyword = BEARER
 
     def authenticate(self, request):
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        scheme, _, key = header.partition(" ")
-        key = key.strip()
-        if scheme != self.keyword or not key or len(key) > 200:
-            raise exceptions.AuthenticationFailed(INVALID_KEY)
-        app = app_for_key(key)
+        app = app_for_authorization(request.META.get("HTTP_AUTHORIZATION", ""))
         if app is None:  # unknown and inactive keys answer alike: no hint whether an app exists
             raise exceptions.AuthenticationFailed(INVALID_KEY)
         return AppPrincipal(app), app
@@ -48,32 +79,11 @@ class AppKeyAuthentication(authentication.BaseAuthentication):
 
 
 class PerAppKeyRateThrottle(throttling.BaseThrottle):
-    """A fixed one-minute window per key: one cache increment a request, whatever the rate."""
-
     def allow_request(self, request, view):
-        limit = settings.API_RATE_LIMIT_PER_MINUTE
-        if not limit or request.auth is None:
+        if request.auth is None:
             return True
-        window = int(time.time() // 60)
-        key = f"api-rate:{request.auth.pk}:{window}"
-        try:
-            count = self._count(key)
-        except Exception:
-            # The cache (Redis) is away: keep accepting events rather than refuse them all.
-            logger.warning("rate limit not checked: the cache is unreachable", exc_info=True)
-            return True
-        self.retry_after = 60 - int(time.time() % 60)
-        return count <= limit
-
-    @staticmethod
-    def _count(key: str) -> int:
-        if cache.add(key, 1, timeout=120):
-            return 1
-        try:
-            return cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.add(key, 1, timeout=120)
-            return 1
+        allowed, self.retry_after = rate_limit_admits(app=request.auth)
+        return allowed
 
     def wait(self):
         return getattr(self, "retry_after", 60)

@@ -3,6 +3,7 @@
 import json
 import threading
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.core.cache import cache
@@ -148,6 +149,53 @@ def test_body_is_read_in_the_charset_its_content_type_names(client, key):
     assert response.status_code == 202, response.content
     assert response["Content-Type"] == "application/json"
     assert Event.objects.get().value == "caf\u00e9 \u2603"
+
+
+def test_plain_requests_and_drfs_full_cycle_reply_and_store_alike(client, key):
+    """A plain request skips DRF's request cycle (EventView.plain_post); a body in another
+    charset takes the full cycle. Both must reply and store the same."""
+    body = event(
+        event="purchase",
+        timestamp=(timezone.now() - timedelta(hours=1)).isoformat(),
+        revenue="4.99",
+        currency="usd",
+        country="us",
+        properties={"cart": [1, 2]},
+        value="sku-42",
+    )
+    plain = post(client, key, {**body, "event_id": "plain"})
+    full = client.post(
+        "/api/v1/events",
+        json.dumps({**body, "event_id": "full"}),
+        content_type="application/json; charset=utf-16",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
+    for response, event_id in ((plain, "plain"), (full, "full")):
+        assert response.status_code == 202
+        assert response.json() == {"event_id": event_id, "id": response.json()["id"], "postbacks_scheduled": 0}
+        assert (response["Content-Type"], response["Allow"]) == ("application/json", "POST, OPTIONS")
+    columns = [field.attname for field in Event._meta.concrete_fields if field.attname not in ("id", "event_id")]
+    stored = {row.pop("event_id"): row for row in Event.objects.values("event_id", *columns)}
+    assert stored["plain"].pop("received_at") and stored["full"].pop("received_at")
+    assert stored["plain"] == stored["full"]
+    assert stored["plain"]["revenue"] == Decimal("4.99") and stored["plain"]["ip"] == "127.0.0.1"
+    # A repeat answers with the first result whichever way each came.
+    again = client.post(
+        "/api/v1/events",
+        json.dumps({**body, "event_id": "plain"}),
+        content_type="application/json; charset=utf-16",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
+    assert (again.status_code, again.json()) == (200, plain.json())
+    assert (post(client, key, {**body, "event_id": "full"}).json()) == full.json()
+
+
+def test_a_plain_request_over_the_rate_limit_is_refused_and_counted_once(client, key, settings):
+    settings.API_RATE_LIMIT_PER_MINUTE = 3
+    cache.clear()
+    statuses = [post(client, key, event(event_id=f"r{number}")).status_code for number in range(5)]
+    assert statuses == [202, 202, 202, 429, 429]
+    assert Event.objects.count() == 3
 
 
 def test_wrong_content_type_is_refused(client, key):
