@@ -15,7 +15,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.utils.json import strict_constant
 from rest_framework.views import APIView
 
-from events.api_auth import AppKeyAuthentication, PerAppKeyRateThrottle, app_for_authorization, rate_limit_admits
+from events.api_auth import AppKeyAuthentication, PerAppKeyRateThrottle, app_for_authorization, app_within_rate_limit
 from events.app_cache import app_profile
 from events.models import DEVICE_ID_KINDS, Event, Tracker
 from events.serializers import (
@@ -134,7 +134,7 @@ class EventView(AppAPIView):
             return None
         data = event_validated_fast(item, event_names=app_profile(app).event_names)
         # The rate limit counts last: a request that falls back after it would count twice.
-        if data is None or not rate_limit_admits(app=app)[0]:
+        if data is None or not app_within_rate_limit(app)[0]:
             return None
         response = self.accepted(app=app, data=data, caller_ip=meta.get("REMOTE_ADDR"))
         for header, value in self.default_response_headers.items():  # as DRF's cycle sets them

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-import time
-
 from django.conf import settings
-from django.core.cache import cache
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, throttling
 
 from events.app_cache import app_for_key
 from events.models import App
+from events.rate_limit import rate_limit_admits
 
 INVALID_KEY = "Missing or invalid API key."
 BEARER = "Bearer"
-
-
-logger = logging.getLogger(__name__)
 
 
 class AppPrincipal:
@@ -39,30 +33,11 @@ def app_for_authorization(header: str) -> App | None:
     return app_for_key(key)
 
 
-def rate_limit_admits(*, app: App) -> tuple[bool, int]:
-    """Whether one more request fits in the app key's one-minute window (counting it), and
-    the seconds until the next window. A fixed window: one cache increment a request."""
+def app_within_rate_limit(app: App) -> tuple[bool, int]:
+    """Count one request of this app's key against API_RATE_LIMIT_PER_MINUTE (0: no limit):
+    whether it is admitted, and the seconds until the next window."""
     limit = settings.API_RATE_LIMIT_PER_MINUTE
-    if not limit:
-        return True, 0
-    window = int(time.time() // 60)
-    try:
-        count = _count(f"api-rate:{app.pk}:{window}")
-    except Exception:
-        # The cache (Redis) is away: keep accepting events rather than refuse them all.
-        logger.warning("rate limit not checked: the cache is unreachable", exc_info=True)
-        return True, 0
-    return count <= limit, 60 - int(time.time() % 60)
-
-
-def _count(key: str) -> int:
-    if cache.add(key, 1, timeout=120):
-        return 1
-    try:
-        return cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout=120)
-        return 1
+    return rate_limit_admits(app_id=app.pk, limit=limit) if limit else (True, 0)
 
 
 class AppKeyAuthentication(authentication.BaseAuthentication):
@@ -82,7 +57,7 @@ class PerAppKeyRateThrottle(throttling.BaseThrottle):
     def allow_request(self, request, view):
         if request.auth is None:
             return True
-        allowed, self.retry_after = rate_limit_admits(app=request.auth)
+        allowed, self.retry_after = app_within_rate_limit(request.auth)
         return allowed
 
     def wait(self):

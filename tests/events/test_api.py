@@ -6,7 +6,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
@@ -190,9 +189,8 @@ def test_plain_requests_and_drfs_full_cycle_reply_and_store_alike(client, key):
     assert (post(client, key, {**body, "event_id": "full"}).json()) == full.json()
 
 
-def test_a_plain_request_over_the_rate_limit_is_refused_and_counted_once(client, key, settings):
+def test_a_plain_request_over_the_rate_limit_is_refused_and_counted_once(client, key, settings, fresh_rate_limit):
     settings.API_RATE_LIMIT_PER_MINUTE = 3
-    cache.clear()
     statuses = [post(client, key, event(event_id=f"r{number}")).status_code for number in range(5)]
     assert statuses == [202, 202, 202, 429, 429]
     assert Event.objects.count() == 3
@@ -214,9 +212,8 @@ def test_huge_bodies_get_413(client, key):
     assert not Event.objects.exists()
 
 
-def test_rate_limit_per_key(client, key, other_app, settings):
+def test_rate_limit_per_key(client, key, other_app, settings, fresh_rate_limit):
     settings.API_RATE_LIMIT_PER_MINUTE = 2
-    cache.clear()
     assert post(client, key, event(event_id="a")).status_code == 202
     assert post(client, key, event(event_id="b")).status_code == 202
     limited = post(client, key, event(event_id="c"))

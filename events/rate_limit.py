@@ -1,0 +1,125 @@
+"""The per-key rate limit: a fixed one-minute window per app key.
+
+Counted in Redis when REDIS_URL is set, so every process and machine shares the count; else
+in this process's memory (fine for one machine, as the README says).
+
+With Redis, a process adds its requests to the shared count in small batches: it admits up
+to `slack` requests (a thousandth of the limit, at most 100; none below a limit of 1,000)
+on what Redis last told it, then adds them with one round trip, and at least once a second.
+A key can thus pass its limit by at most `slack` requests per process, 0.1 %. Counting each
+request in Redis cost more CPU than storing its event.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import redis
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+WINDOW_SECONDS = 60
+KEY_PREFIX = "postbacks:api-rate:"
+MAX_SLACK = 100
+SYNC_SECONDS = 1.0
+# A Redis that hangs must not hang the API: past this the request is admitted uncounted.
+REDIS_TIMEOUT_SECONDS = 0.5
+
+
+def rate_limit_admits(*, app_id: int, limit: int, now: float | None = None) -> tuple[bool, int]:
+    """Count one request of this app's key; whether it fits in the window's `limit`, and the
+    seconds until the next window. Admitted uncounted when Redis cannot be reached."""
+    now = time.time() if now is None else now
+    window = int(now // WINDOW_SECONDS)
+    retry_after = WINDOW_SECONDS - int(now % WINDOW_SECONDS)
+    counts = _shared if settings.REDIS_URL else _local
+    try:
+        count = counts.count(app_id=app_id, window=window, limit=limit, now=now)
+    except redis.RedisError:
+        # Keep accepting events rather than refuse them all.
+        logger.warning("rate limit not checked: Redis is unreachable", exc_info=True)
+        return True, retry_after
+    return count <= limit, retry_after
+
+
+def slack_for(limit: int) -> int:
+    return min(limit // 1000, MAX_SLACK)
+
+
+@dataclass
+class _Tally:
+    window: int
+    known: int = 0  # the shared count when Redis last answered
+    pending: int = 0  # admitted here since, not yet added to it
+    synced_at: float = 0.0
+
+
+class _SharedCounts:
+    """This process's view of the counts in Redis."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._tallies: dict[int, _Tally] = {}
+        self._failed_at = float("-inf")
+
+    def count(self, *, app_id: int, window: int, limit: int, now: float) -> int:
+        with self._lock:
+            if now - self._failed_at < SYNC_SECONDS:
+                return 0  # Redis failed just now: admit uncounted, and do not wait on it again yet
+            tally = self._tallies.get(app_id)
+            if tally is None or tally.window != window:
+                tally = self._tallies[app_id] = _Tally(window=window, synced_at=now)
+            tally.pending += 1
+            if tally.pending <= slack_for(limit) and now - tally.synced_at < SYNC_SECONDS:
+                return tally.known + tally.pending
+            pending, tally.pending, tally.synced_at = tally.pending, 0, now
+        # The round trip runs outside the lock; a failed one loses only its own batch.
+        key = f"{KEY_PREFIX}{app_id}:{window}"
+        try:
+            pipeline = _redis(settings.REDIS_URL).pipeline(transaction=False)
+            total, _ = pipeline.incrby(key, pending).expire(key, 2 * WINDOW_SECONDS).execute()
+        except redis.RedisError:
+            self._failed_at = now
+            raise
+        with self._lock:
+            tally.known = max(tally.known, total)
+            return total + tally.pending
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tallies, self._failed_at = {}, float("-inf")
+
+
+class _LocalCounts:
+    """This process's own counts, of the current window only."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._window = -1
+        self._counts: dict[int, int] = {}
+
+    def count(self, *, app_id: int, window: int, limit: int, now: float) -> int:
+        with self._lock:
+            if window != self._window:
+                self._window, self._counts = window, {}
+            self._counts[app_id] = count = self._counts.get(app_id, 0) + 1
+            return count
+
+    def clear(self) -> None:
+        with self._lock:
+            self._window, self._counts = -1, {}
+
+
+@functools.cache
+def _redis(url: str) -> redis.Redis:
+    """One connection pool per process."""
+    return redis.Redis.from_url(url, socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS)
+
+
+_shared = _SharedCounts()
+_local = _LocalCounts()
