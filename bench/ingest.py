@@ -1,6 +1,6 @@
 """Benchmark of the events API under gunicorn on PostgreSQL, beside a bare-Django baseline.
 
-    .venv/bin/python bench/ingest.py [--seconds 10] [--clients 4] [--rounds 3]
+    .venv/bin/python bench/ingest.py [--seconds 10] [--clients 4] [--rounds 3] [--rate-limit-redis URL]
 
 Starts gunicorn (2 sync workers) on a scratch PostgreSQL database, then alternates rounds
 of load on two endpoints with the same realistic JSON body:
@@ -9,7 +9,8 @@ of load on two endpoints with the same realistic JSON body:
                 app without postbacks and for one with postbacks on installs and purchases
 and finally POST /api/v1/events/batch with 1,000 events a request. It prints requests/s,
 latencies and the ratio to the baseline (target: at least 70 %; batch: 5,000 events/s).
-Everything runs on this machine: client processes share its cores with the server.
+Everything runs on this machine: client processes share its cores with the server. The
+per-key rate limit is off unless --rate-limit-redis names a Redis to count in, as deployed.
 """
 
 from __future__ import annotations
@@ -61,8 +62,10 @@ def analyze(database_url: str) -> None:
         connection.execute("ANALYZE")
 
 
-def django_env(database_url: str) -> dict[str, str]:
+def django_env(database_url: str, rate_limit_redis: str = "") -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+    if rate_limit_redis:  # as deployed: every request counted in Redis (a limit never reached)
+        env.update(REDIS_URL=rate_limit_redis, BENCH_RATE_LIMIT=str(10**9))
     env.update(
         DJANGO_SETTINGS_MODULE="bench.settings",
         DATABASE_URL=database_url,
@@ -181,10 +184,16 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument(
+        "--rate-limit-redis",
+        metavar="URL",
+        default="",
+        help="count every request against the per-key rate limit in this Redis, as deployed (default: no limit)",
+    )
     args = parser.parse_args()
 
     database_url = scratch_database(args.server, "postbacks_bench")
-    env = django_env(database_url)
+    env = django_env(database_url, args.rate_limit_redis)
     subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     key, busy_key = subprocess.run(
         [PYTHON, "manage.py", "shell", "-c", SETUP], cwd=ROOT, env=env, check=True, capture_output=True, text=True
@@ -243,7 +252,8 @@ def main() -> None:
     print(
         f"gunicorn {args.workers} sync workers, PostgreSQL (autovacuum {autovacuum}; the bench runs ANALYZE "
         f"before the measured rounds and the batches), {args.clients} client processes, "
-        f"{args.rounds} alternating rounds of {args.seconds:g} s, median shown; {os.cpu_count()} cores"
+        f"{args.rounds} alternating rounds of {args.seconds:g} s, median shown; {os.cpu_count()} cores; "
+        + (f"rate limit counted in Redis ({args.rate_limit_redis})" if args.rate_limit_redis else "no rate limit")
     )
     print(f"{'endpoint':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for label, name, rate in (
