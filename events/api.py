@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from events.api_auth import AppKeyAuthentication, PerAppKeyRateThrottle, app_for_authorization, app_within_rate_limit
 from events.app_cache import app_profile
-from events.models import DEVICE_ID_KINDS, Event, Tracker
+from events.models import DEVICE_ID_KINDS, App, Event, Tracker
 from events.serializers import (
     MAX_BATCH,
     BatchResultSerializer,
@@ -120,7 +120,7 @@ class EventView(AppAPIView):
 
     def plain_post(self, request) -> HttpResponse | None:
         meta = request.META
-        if request.method != "POST" or meta.get("CONTENT_TYPE") not in PLAIN_JSON:
+        if request.method != "POST" or meta.get("CONTENT_TYPE", "").lower() not in PLAIN_JSON:
             return None
         length = meta.get("CONTENT_LENGTH")
         if not (length and length.isdigit() and int(length) <= self.body_limit):
@@ -172,7 +172,7 @@ class EventView(AppAPIView):
         return self.accepted(app=app, data=data, caller_ip=request.META.get("REMOTE_ADDR"))
 
     @staticmethod
-    def accepted(*, app, data: dict, caller_ip: str | None) -> HttpResponse:
+    def accepted(*, app: App, data: dict, caller_ip: str | None) -> HttpResponse:
         result = event_ingest(app=app, data=event_input_from(data, caller_ip=caller_ip))
         return json_reply(
             accepted_body(result.event), status=status.HTTP_202_ACCEPTED if result.created else status.HTTP_200_OK

@@ -54,6 +54,8 @@ class AppKeyAuthentication(authentication.BaseAuthentication):
 
 
 class PerAppKeyRateThrottle(throttling.BaseThrottle):
+    """DRF's side of the per-key rate limit (events/rate_limit.py)."""
+
     def allow_request(self, request, view):
         if request.auth is None:
             return True
