@@ -7,7 +7,6 @@ The Redis variant runs when REDIS_URL is set (and must, under CI=true).
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -128,11 +127,6 @@ def test_real_time_postbacks_arrive_once_through_the_running_product(scratch_env
 
 
 @pytest.mark.redis
-def test_the_same_with_the_redis_broker(scratch_env, receiver):
-    redis_url = os.environ.get("REDIS_URL")
-    if not redis_url:
-        if os.environ.get("CI") == "true":
-            pytest.fail("REDIS_URL must be set under CI=true")
-        pytest.skip("REDIS_URL is not set")
+def test_the_same_with_the_redis_broker(scratch_env, receiver, redis_url):
     scratch_env["REDIS_URL"] = redis_url
     check_deliveries(run_product_and_send_events(scratch_env, receiver))
