@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, models, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.db.models import F
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from events.app_cache import app_profile
@@ -215,15 +214,10 @@ class _EventBatch:
         if not (installs or reengagements):
             return
         self._load_other_identifiers()
-        match = _click_match(self._batch_values())
-        if match is None:
-            return
         earliest = min(item.occurred_at for item in self.items) - timedelta(days=self.app.lookback_days)
         latest = max(item.occurred_at for item in self.items)
-        self.clicks = list(
-            Click.objects.filter(match, app=self.app, clicked_at__gte=earliest, clicked_at__lte=latest).select_related(
-                "tracker"
-            )
+        self.clicks = _clicks_matching(
+            app=self.app, values_by_kind=self._batch_values(), earliest=earliest, latest=latest
         )
 
     # the rules, in memory ---------------------------------------------------------------
@@ -459,20 +453,46 @@ def _event_instance(row: dict, *, app: App, device: Device | None = None) -> Eve
     return event
 
 
-def _click_match(values_by_kind: dict[str, set[str]]) -> RawSQL | None:
-    """Clicks carrying any of the values, one condition per identifier kind (not per value:
-    SQLite limits expression depth), each value list one parameter on PostgreSQL (any_of)."""
+def _clicks_matching(
+    *, app: App, values_by_kind: dict[str, set[str]], earliest: datetime, latest: datetime
+) -> list[Click]:
+    """The app's clicks in [earliest, latest] carrying any of the values, each with its tracker.
+
+    Written as SQL, one condition per identifier kind (not per value: SQLite limits expression
+    depth), each value list one parameter on PostgreSQL (any_of). The ORM's filtered
+    select_related query cost 0.74 ms of CPU to build and read, against 0.09 ms to run."""
     quote = connection.ops.quote_name
-    conditions, parameters = [], []
+    # Adapted as the ORM adapts them: SQLite compares datetimes as text.
+    adapt = connection.ops.adapt_datetimefield_value
+    conditions, parameters = [], [app.pk, adapt(earliest), adapt(latest)]
     for kind, values in values_by_kind.items():
-        # Qualified: the query joins the tracker.
-        column = f"{quote(Click._meta.db_table)}.{quote(Click._meta.get_field(kind).column)}"
-        condition, values_parameters = any_of(column, values)
+        condition, values_parameters = any_of(f"c.{quote(Click._meta.get_field(kind).column)}", values)
         conditions.append(condition)
         parameters += values_parameters
     if not conditions:
-        return None
-    return RawSQL(f"({' OR '.join(conditions)})", parameters, output_field=models.BooleanField())
+        return []
+    click_fields, tracker_fields = Click._meta.concrete_fields, Tracker._meta.concrete_fields
+    columns = ", ".join(
+        [f"c.{quote(field.column)}" for field in click_fields]
+        + [f"t.{quote(field.column)}" for field in tracker_fields]
+    )
+    sql = (
+        f"SELECT {columns} FROM {quote(Click._meta.db_table)} c "
+        f"JOIN {quote(Tracker._meta.db_table)} t ON t.id = c.tracker_id "
+        f"WHERE c.app_id = %s AND c.clicked_at >= %s AND c.clicked_at <= %s AND ({' OR '.join(conditions)})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, parameters)
+        rows = cursor.fetchall()
+    clicks, trackers = [], {}
+    for row in rows:
+        click = instance_from_row(Click, list(row[: len(click_fields)]))
+        tracker = trackers.get(click.tracker_id)
+        if tracker is None:
+            tracker = trackers[click.tracker_id] = instance_from_row(Tracker, list(row[len(click_fields) :]))
+        Click.tracker.field.set_cached_value(click, tracker)
+        clicks.append(click)
+    return clicks
 
 
 def click_record(
