@@ -62,15 +62,20 @@ def json_reply(body: dict, *, status: int) -> HttpResponse:
     return HttpResponse(content.encode(), status=status, content_type="application/json")
 
 
+def json_from_body(body: bytes, encoding: str):
+    """A request body's JSON, read as DRF's JSONParser reads it (strict: no NaN); ValueError
+    (UnicodeDecodeError included) when it is not JSON in that encoding."""
+    return json.loads(body.decode(encoding), parse_constant=strict_constant)
+
+
 class JSONBody(JSONParser):
-    """DRF's JSONParser (strict: no NaN), decoding the body in one piece instead of through
-    a stream reader."""
+    """DRF's JSONParser, decoding the body in one piece instead of through a stream reader."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = (parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET
         try:
-            return json.loads(stream.read().decode(encoding), parse_constant=strict_constant)
-        except ValueError as error:  # UnicodeDecodeError included
+            return json_from_body(stream.read(), encoding)
+        except ValueError as error:
             raise ParseError(f"JSON parse error - {error}") from error
 
 
@@ -129,8 +134,8 @@ class EventView(AppAPIView):
         if app is None:
             return None
         try:
-            item = json.loads(request.body.decode(), parse_constant=strict_constant)
-        except ValueError:  # UnicodeDecodeError included
+            item = json_from_body(request.body, "utf-8")
+        except ValueError:
             return None
         data = event_validated_fast(item, event_names=app_profile(app).event_names)
         # The rate limit counts last: a request that falls back after it would count twice.
