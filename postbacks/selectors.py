@@ -9,7 +9,7 @@ from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.functions import TruncHour
 
 from postbacks.models import Attempt
-from postbacks.sending import due_filter
+from postbacks.sending import waiting_filter
 from project import clock
 
 SAMPLE_LIMIT = 20_000  # percentiles come from the newest attempts, not from a full scan
@@ -56,7 +56,7 @@ def delivery_stats(*, deliveries: QuerySet, since: datetime) -> DeliveryStats:
     reasons = list(
         window.filter(status="failed").order_by().values_list("last_error").annotate(n=Count("pk")).order_by("-n")[:10]
     )
-    due = deliveries.filter(due_filter(now))
+    due = deliveries.filter(waiting_filter(now))
     oldest = due.aggregate(oldest=Min("due_at"))["oldest"]
     hourly_rows = (
         window.filter(status__in=["delivered", "failed"])

@@ -179,10 +179,17 @@ def _claim_renew(claim: Claim) -> list[Delivery]:
     return held
 
 
+def waiting_filter(now: datetime) -> Q:
+    """Deliveries that should have been sent by `now` and are not finished, claimed or not.
+    A claimed row keeps the due time it was claimed at, so a claim that no worker takes up
+    (workers stopped, the dispatcher still claiming) goes on ageing instead of vanishing."""
+    return Q(status__in=[Delivery.Status.SCHEDULED, Delivery.Status.SENDING], due_at__lte=now)
+
+
 def backlog() -> tuple[int, float]:
-    """Deliveries due now and not sent, and the age in seconds of the oldest (0 when none)."""
+    """Deliveries due and not finished, and the age in seconds of the oldest (0 when none)."""
     now = clock.now()
-    due = Delivery.objects.filter(due_filter(now))
+    due = Delivery.objects.filter(waiting_filter(now))
     summary = due.aggregate(oldest=Min("due_at"))
     count = due.count()
     oldest = summary["oldest"]

@@ -10,7 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from events.services import app_issue_api_key
 from postbacks.models import Delivery
-from postbacks.sending import deliveries_claim, deliveries_send
+from postbacks.sending import claim_lease, deliveries_claim, deliveries_send
+from project import clock
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -56,6 +57,31 @@ def test_healthz_is_503_when_deliveries_stall(client, app, settings):
     assert body["checks"]["deliveries"].startswith("stalled: the oldest due delivery waits 300 s")
 
 
+def test_claimed_deliveries_no_worker_sends_count_in_the_backlog_from_their_due_time(client, app, settings):
+    """Workers stopped, the dispatcher still running: it claims the due delivery, and claims it
+    again each time the lease runs out. The delivery still waits, and health must say so."""
+    settings.HEALTH_MAX_BACKLOG_AGE = 60
+    factories.make_custom_postback(app, url="https://hooks.acme.test/in")
+    start = timezone.now()
+    with clock.frozen(start) as moving_clock:
+        assert post_install(client, app_issue_api_key(app=app), "e-1").status_code == 202
+        due_at = Delivery.objects.get().due_at
+        for _ in range(4):  # the dispatcher's claims; no worker takes the tasks up
+            assert len(deliveries_claim(limit=10).ids) == 1
+            moving_clock.advance(claim_lease() + timedelta(seconds=1))
+        waited = (moving_clock.now - due_at).total_seconds()
+        assert len(deliveries_claim(limit=10).ids) == 1  # claimed right now, as the dispatcher would
+        response = client.get("/healthz")
+        gauges = metric_values(client)
+    assert Delivery.objects.get().status == Delivery.Status.SENDING
+    assert response.status_code == 503
+    body = response.json()
+    assert body["backlog"] == 1 and body["oldest_due_seconds"] == pytest.approx(waited, abs=0.1)
+    assert body["checks"]["deliveries"].startswith(f"stalled: the oldest due delivery waits {waited:.0f} s")
+    assert gauges[("postbacks_backlog_deliveries", ())] == 1
+    assert gauges[("postbacks_backlog_oldest_due_seconds", ())] == pytest.approx(waited, abs=0.1)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_healthz_is_503_when_the_database_is_unreachable():
     if connection.vendor != "postgresql":
@@ -70,7 +96,9 @@ def test_healthz_is_503_when_the_database_is_unreachable():
         connection.settings_dict.clear()
         connection.settings_dict.update(saved)
     assert response.status_code == 503
-    assert response.json()["checks"]["database"].startswith("unreachable")
+    checks = response.json()["checks"]
+    assert checks["database"].startswith("unreachable")
+    assert checks["deliveries"] == "unknown: the database is unreachable"
 
 
 def test_metrics_count_events_deliveries_and_attempts(
