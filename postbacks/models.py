@@ -14,6 +14,7 @@ from events.models import AccountScoped, App, Device, Event
 from partners.macros import MACRO_NAMES, template_problems
 from partners.models import Partner
 from postbacks.destinations import destination_problem
+from postbacks.signing import signing_problems
 
 DELAY_CHOICES = [
     (0, "Real time"),
@@ -243,6 +244,8 @@ class PostbackConfiguration(AccountScoped):
                 key = b""
             if not self.signing_secret.startswith("whsec_") or len(key) < 24:
                 refuse("signing_secret", "Use whsec_ followed by base64 of at least 24 random bytes.")
+            for field, message in signing_problems(method=self.method, destination_url=self.destination_url).items():
+                refuse(field, message)
 
 
 class Delivery(AccountScoped):

@@ -106,6 +106,16 @@ def test_import_sets_a_given_api_key(demo_document):
             lambda d: d["apps"][0]["postbacks"][5].update(destination_url="http://192.168.1.20/in"),
             "apps[0].postbacks[5].destination_url: 192.168.1.20 is a private address",
         ),
+        (
+            lambda d: d["apps"][0]["postbacks"][5].update(destination_url="http://{event_value}/in"),
+            "apps[0].postbacks[5].destination_url: {event_value} stands in the scheme, host or port",
+        ),
+        (
+            lambda d: d["apps"][0]["postbacks"][5].update(
+                signing_secret="whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+            ),
+            "apps[0].postbacks[5].signing_secret: A signature covers the request body, and a GET has none",
+        ),
         (lambda d: d.update(apps={}), '$: expected an object with an "apps" list'),
     ],
 )
