@@ -206,6 +206,10 @@ class PostbackConfiguration(AccountScoped):
             self._clean_custom(refuse)
         else:
             refuse("kind", "Choose certified or custom.")
+        if self.signing_secret:
+            problems = signing_problems(kind=self.kind, method=self.method, destination_url=self.destination_url)
+            for field, message in problems.items():
+                refuse(field, message)
         if errors:
             raise ValidationError(errors)
 
@@ -244,8 +248,6 @@ class PostbackConfiguration(AccountScoped):
                 key = b""
             if not self.signing_secret.startswith("whsec_") or len(key) < 24:
                 refuse("signing_secret", "Use whsec_ followed by base64 of at least 24 random bytes.")
-            for field, message in signing_problems(method=self.method, destination_url=self.destination_url).items():
-                refuse(field, message)
 
 
 class Delivery(AccountScoped):

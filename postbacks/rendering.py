@@ -57,6 +57,13 @@ def shareable_values(*, configuration: PostbackConfiguration, values: dict[str, 
 
 
 def render_postback(*, configuration: PostbackConfiguration, values: dict[str, str]) -> RenderedRequest:
+    if configuration.signing_secret:
+        # The rule the configuration was saved under, again: one saved before it must not send.
+        problems = signing_problems(
+            kind=configuration.kind, method=configuration.method, destination_url=configuration.destination_url
+        )
+        if problems:
+            raise RenderError(next(iter(problems.values())))
     values = shareable_values(configuration=configuration, values=values)
     if configuration.kind == PostbackConfiguration.Kind.CUSTOM:
         return _render_custom(configuration, values)
@@ -64,11 +71,8 @@ def render_postback(*, configuration: PostbackConfiguration, values: dict[str, s
 
 
 def _render_custom(configuration: PostbackConfiguration, values: dict[str, str]) -> RenderedRequest:
-    # The rules the configuration was saved under, again: one saved before them must not send.
+    # The rule the configuration was saved under, again: one saved before it must not send.
     problem = url_authority_problem(configuration.destination_url)
-    if configuration.signing_secret:
-        signing = signing_problems(method=configuration.method, destination_url=configuration.destination_url)
-        problem = problem or next(iter(signing.values()), None)
     if problem:
         raise RenderError(problem)
     selected = [(name, str(values.get(name, "") or "")) for name in configuration.macros]

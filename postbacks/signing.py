@@ -17,9 +17,12 @@ from partners.macros import placeholders_in
 from project import clock
 
 
-def signing_problems(*, method: str, destination_url: str) -> dict[str, str]:
+def signing_problems(*, kind: str, method: str, destination_url: str) -> dict[str, str]:
     """Why a postback with a signing secret would send values its signature does not cover,
     as field name → message (empty when it may be signed)."""
+    if kind != "custom":
+        # A partner's template decides the method and URL (often a GET with the values in the query).
+        return {"signing_secret": "Only custom postbacks are signed; leave the secret empty on a certified one."}
     problems = {}
     if method != "POST":
         problems["signing_secret"] = (

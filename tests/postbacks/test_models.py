@@ -188,3 +188,15 @@ def test_a_signed_postback_is_a_post_whose_url_holds_no_macro(app):
     assert "take {event_name} out of the URL" in " ".join(errors_of(post)["destination_url"])
     post.destination_url = "https://hooks.acme.test/in"
     post.full_clean()
+
+
+def test_a_certified_postback_is_never_signed(app, partner):
+    config = factories.make_partner_configuration(app, partner)
+    postback = PostbackConfiguration(
+        app=app,
+        event="install",
+        kind="certified",
+        partner_configuration=config,
+        signing_secret="whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    )
+    assert "Only custom postbacks are signed" in " ".join(errors_of(postback)["signing_secret"])
