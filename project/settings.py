@@ -93,11 +93,12 @@ AUTHENTICATION_BACKENDS = [
 ]
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
-AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
 AXES_RESET_ON_SUCCESS = True
 AXES_COOLOFF_MESSAGE = (
-    f"Too many failed logins for this username or from this address: try again in {AXES_COOLOFF_TIME} (h:mm:ss)."
+    f"Too many failed logins for this username or from this address: try again in {LOGIN_LOCKOUT_MINUTES} minutes."
 )
 # Behind a reverse proxy, the header it writes the client's address into (docs/deploy.md).
 CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER", "").strip()
