@@ -74,8 +74,30 @@ PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?)\}")
 FIELD_PREFIX = "fields."
 
 
+# RFC 3986's own split of a URL: the scheme, then "//" and the authority (user, host, port).
+_SCHEME_AND_AUTHORITY = re.compile(r"^(?:[^:/?#]*:)?(?://[^/?#]*)?")
+
+
 def placeholders_in(text: str) -> list[str]:
     return PLACEHOLDER.findall(text)
+
+
+def url_authority_problem(url_template: str) -> str | None:
+    """Why a URL template lets a placeholder choose where the request goes, or None.
+
+    Placeholders may stand in the path and the query (their values are URL-encoded there, so
+    they cannot leave them), never in the scheme, host or port: whoever sends events (the app
+    key ships inside the app) would choose the destination. Checked without resolving anything.
+    """
+    head = _SCHEME_AND_AUTHORITY.match(url_template).group(0)
+    names = placeholders_in(head)
+    if not names:
+        return None
+    listed = ", ".join(f"{{{name}}}" for name in names)
+    return (
+        f"{listed} stands in the scheme, host or port: a placeholder may fill the path and query only, "
+        "never choose where the request goes."
+    )
 
 
 def template_problems(text: str, *, field_names: Iterable[str] = ()) -> list[str]:

@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
-from partners.macros import ANY_POST_INSTALL_EVENT, template_problems
+from partners.macros import ANY_POST_INSTALL_EVENT, template_problems, url_authority_problem
 
 
 class Partner(models.Model):
@@ -134,6 +134,9 @@ class PartnerTemplate(models.Model):
         errors: dict[str, list[str]] = {}
         if not self.url_template.startswith(("https://", "http://")):
             errors.setdefault("url_template", []).append("The endpoint must start with https:// or http://.")
+        authority_problem = url_authority_problem(self.url_template)
+        if authority_problem:
+            errors.setdefault("url_template", []).append(authority_problem)
         if not isinstance(self.parameters, dict) or not all(
             isinstance(key, str) and isinstance(value, str) for key, value in self.parameters.items()
         ):

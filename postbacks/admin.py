@@ -109,6 +109,12 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
     list_select_related = ["app", "partner_configuration__partner"]
 
     def get_fieldsets(self, request, obj=None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            secret_fields = ["signing_secret_display"]  # read-only: masked, as partner secrets are
+        elif obj is not None and obj.signing_secret:
+            secret_fields = ["signing_secret", "remove_signing_secret"]
+        else:
+            secret_fields = ["signing_secret"]
         fieldsets = [
             (None, {"fields": ["app", "event", "kind", "status", "title", "match_event"]}),
             (
@@ -117,7 +123,7 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
             ),
             (
                 "Custom postback (your own endpoint)",
-                {"fields": ["destination_url", "method", "macros", "signing_secret"]},
+                {"fields": ["destination_url", "method", "macros", *secret_fields]},
             ),
             ("Delivery", {"fields": ["supply_network_data", "delay_seconds", "retry_attempts"]}),
         ]
@@ -126,7 +132,11 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
         return fieldsets
 
     def get_readonly_fields(self, request, obj=None):
-        return ["app", "request_preview"] if obj is not None else []
+        return ["app", "request_preview", "signing_secret_display"] if obj is not None else []
+
+    @admin.display(description="signing secret")
+    def signing_secret_display(self, postback: PostbackConfiguration) -> str:
+        return "•••••• (secret)" if postback.signing_secret else "—"
 
     def get_urls(self):
         test_view = self.admin_site.admin_view(self.send_test_view)

@@ -1,7 +1,8 @@
 """Which destinations a postback may reach.
 
-Checked when a configuration is saved (literal addresses and names that resolve now) and
-again by the outgoing-HTTP module at connect time, where DNS may answer differently.
+Checked when a configuration is saved (where placeholders may stand, literal addresses and
+names that resolve now), the placeholder rule again when a request is rendered, and the
+addresses by the outgoing-HTTP module at connect time, where DNS may answer differently.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import socket
 from urllib.parse import urlsplit
 
 from django.conf import settings
+
+from partners.macros import url_authority_problem
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
@@ -58,7 +61,12 @@ def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address 
 
 
 def destination_problem(url: str, *, resolve: bool = True) -> str | None:
-    """Why a destination URL is refused, or None. Honours POSTBACK_ALLOW_PRIVATE_DESTINATIONS."""
+    """Why a destination URL (a template: it may hold {macro} placeholders) is refused, or None.
+    Honours POSTBACK_ALLOW_PRIVATE_DESTINATIONS."""
+    # First, and whatever else is allowed: a placeholder in the host is never looked up in DNS.
+    authority_problem = url_authority_problem(url)
+    if authority_problem:
+        return authority_problem
     try:
         parts = urlsplit(url)
         port = parts.port

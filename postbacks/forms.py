@@ -1,26 +1,29 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils.functional import cached_property
 
-from events.models import App
 from partners.macros import MACROS
-from partners.models import Partner
 from postbacks.models import PartnerConfiguration, PostbackConfiguration
 
 FIELD_INPUT_PREFIX = "field__"
 
 
-def _chosen(form: forms.ModelForm, name: str, model):
-    """The object a form is about: its instance's, else the posted or initial choice."""
+def _chosen(form: forms.ModelForm, name: str):
+    """The object a form is about: its instance's, else the posted or initial choice (an id from
+    the URL, e.g. ?app=), looked up among the field's own choices only. The admin scopes those
+    to the user's accounts, so another account's id finds nothing, and nothing is built from it."""
     current = getattr(form.instance, f"{name}_id", None)
     if current:
         return getattr(form.instance, name)
+    field = form.fields.get(name)
+    if not isinstance(field, forms.ModelChoiceField):
+        return None
     raw = form.data.get(form.add_prefix(name)) if form.is_bound else form.initial.get(name)
-    if hasattr(raw, "pk"):
-        return raw
+    raw = getattr(raw, "pk", raw)
     try:
-        return model._default_manager.get(pk=raw) if raw not in (None, "") else None
-    except (model.DoesNotExist, ValueError, TypeError):
+        return field.queryset.get(pk=raw) if raw not in (None, "") else None
+    except (field.queryset.model.DoesNotExist, ValueError, TypeError):
         return None
 
 
@@ -33,7 +36,7 @@ class PartnerConfigurationForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.partner = _chosen(self, "partner", Partner)
+        self.partner = _chosen(self, "partner")
         self.audit_masked_fields = []
         if "partner" in self.fields:
             self.fields["partner"].help_text = "Choose the partner and save: its network-specific fields appear below."
@@ -93,7 +96,11 @@ class PostbackConfigurationForm(forms.ModelForm):
         choices=[(macro.name, f"{{{macro.name}}} — {macro.description}") for macro in MACROS],
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text="Custom: each selected macro is appended to the destination URL as name=value.",
+        help_text="Custom: each selected macro is appended to the destination URL as name=value "
+        "(a POST also carries them in its JSON body; a signed POST only there).",
+    )
+    remove_signing_secret = forms.BooleanField(
+        required=False, label="Remove the stored signing secret", help_text="Requests are then sent unsigned."
     )
 
     class Meta:
@@ -119,12 +126,20 @@ class PostbackConfigurationForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # Kept apart: validation writes the new secret onto the instance.
+        self.stored_signing_secret = self.instance.signing_secret or ""
         if "signing_secret" in self.fields:
             field = self.fields["signing_secret"]
             field.widget = forms.PasswordInput(render_value=False)
+            # Said here rather than on the model, so that the wording needs no migration.
+            field.help_text = (
+                "Custom POST, optional: whsec_ followed by base64. Requests then carry a Standard Webhooks signature "
+                "(HMAC-SHA256 over id.timestamp.body) for the receiver to verify; every value travels in the signed "
+                "JSON body (a GET cannot be signed)."
+            )
             if self.instance.signing_secret:
                 field.help_text += " A secret is stored; leave empty to keep it."
-        app = _chosen(self, "app", App)
+        app = _chosen(self, "app")
         if app is None:
             return
         events = [(name, name) for name in app.event_names()]
@@ -143,6 +158,24 @@ class PostbackConfigurationForm(forms.ModelForm):
             field = self.fields["partner_configuration"]
             field.queryset = field.queryset.filter(app=app).select_related("partner", "app")
 
-    def clean_signing_secret(self) -> str:
-        # The stored secret is never sent to the browser, so an empty input means "keep it".
-        return self.cleaned_data.get("signing_secret") or self.instance.signing_secret or ""
+    def clean(self):
+        cleaned = super().clean()
+        if "signing_secret" in self.fields:
+            # The stored secret is never sent to the browser, so an empty input means "keep it".
+            typed = cleaned.get("signing_secret") or ""
+            stored = "" if cleaned.get("remove_signing_secret") else self.stored_signing_secret
+            cleaned["signing_secret"] = typed or stored
+        return cleaned
+
+    @cached_property
+    def changed_data(self) -> list[str]:
+        """As Django's, except that the secret changed only when one was typed that differs from the
+        stored one, or the stored one was removed: an empty input keeps it, and records nothing."""
+        changed = [name for name in super().changed_data if name not in ("signing_secret", "remove_signing_secret")]
+        if "signing_secret" in self.fields and self.is_bound:
+            stored = self.stored_signing_secret
+            typed = self["signing_secret"].data or ""
+            removed = self["remove_signing_secret"].field.to_python(self["remove_signing_secret"].data)
+            if (typed and typed != stored) or (removed and stored and not typed):
+                changed.append("signing_secret")
+        return changed

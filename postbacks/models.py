@@ -14,6 +14,7 @@ from events.models import AccountScoped, App, Device, Event
 from partners.macros import MACRO_NAMES, template_problems
 from partners.models import Partner
 from postbacks.destinations import destination_problem
+from postbacks.signing import signing_problems
 
 DELAY_CHOICES = [
     (0, "Real time"),
@@ -205,6 +206,10 @@ class PostbackConfiguration(AccountScoped):
             self._clean_custom(refuse)
         else:
             refuse("kind", "Choose certified or custom.")
+        if self.signing_secret:
+            problems = signing_problems(kind=self.kind, method=self.method, destination_url=self.destination_url)
+            for field, message in problems.items():
+                refuse(field, message)
         if errors:
             raise ValidationError(errors)
 

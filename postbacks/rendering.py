@@ -6,8 +6,9 @@ import json
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-from partners.macros import ATTRIBUTION_MACRO_NAMES, FIELD_PREFIX, PLACEHOLDER, SAMPLE_VALUES
+from partners.macros import ATTRIBUTION_MACRO_NAMES, FIELD_PREFIX, PLACEHOLDER, SAMPLE_VALUES, url_authority_problem
 from postbacks.models import PostbackConfiguration
+from postbacks.signing import signing_problems
 
 
 class RenderError(Exception):
@@ -56,6 +57,13 @@ def shareable_values(*, configuration: PostbackConfiguration, values: dict[str, 
 
 
 def render_postback(*, configuration: PostbackConfiguration, values: dict[str, str]) -> RenderedRequest:
+    if configuration.signing_secret:
+        # The rule the configuration was saved under, again: one saved before it must not send.
+        problems = signing_problems(
+            kind=configuration.kind, method=configuration.method, destination_url=configuration.destination_url
+        )
+        if problems:
+            raise RenderError(next(iter(problems.values())))
     values = shareable_values(configuration=configuration, values=values)
     if configuration.kind == PostbackConfiguration.Kind.CUSTOM:
         return _render_custom(configuration, values)
@@ -63,16 +71,21 @@ def render_postback(*, configuration: PostbackConfiguration, values: dict[str, s
 
 
 def _render_custom(configuration: PostbackConfiguration, values: dict[str, str]) -> RenderedRequest:
+    # The rule the configuration was saved under, again: one saved before it must not send.
+    problem = url_authority_problem(configuration.destination_url)
+    if problem:
+        raise RenderError(problem)
     selected = [(name, str(values.get(name, "") or "")) for name in configuration.macros]
-    url = append_query(fill_placeholders(configuration.destination_url, values, url_encode=True), selected)
+    url = fill_placeholders(configuration.destination_url, values, url_encode=True)
     if configuration.method == PostbackConfiguration.Method.POST:
         return RenderedRequest(
             method="POST",
-            url=url,
+            # A signed request carries its values in the (signed) body only.
+            url=url if configuration.signing_secret else append_query(url, selected),
             headers={"Content-Type": "application/json"},
             body=json.dumps(dict(selected), separators=(",", ":")),
         )
-    return RenderedRequest(method="GET", url=url)
+    return RenderedRequest(method="GET", url=append_query(url, selected))
 
 
 def _render_certified(configuration: PostbackConfiguration, values: dict[str, str]) -> RenderedRequest:
@@ -83,6 +96,9 @@ def _render_certified(configuration: PostbackConfiguration, values: dict[str, st
     template = partner.template_for_event(configuration.fires_on)
     if template is None:
         raise RenderError(f"{partner} has no template for {configuration.fires_on} any more.")
+    authority_problem = url_authority_problem(template.url_template)
+    if authority_problem:
+        raise RenderError(f"{partner}'s template: {authority_problem}")
     context = dict(values)
     our_event_name = values.get("event_name") or configuration.fires_on
     context["event_name"] = (

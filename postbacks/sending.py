@@ -8,9 +8,6 @@ and a refused destination fail at once.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import logging
 import math
@@ -19,7 +16,7 @@ import random
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
@@ -32,6 +29,7 @@ from django.db.models import F, Min, Q
 from postbacks import http
 from postbacks.models import Attempt, Delivery, PostbackConfiguration
 from postbacks.rendering import RenderedRequest, render_postback, sample_values
+from postbacks.signing import signed_headers
 from project import clock, metrics
 from project.bulk import json_value, rows_insert
 
@@ -100,13 +98,6 @@ def _retry_after_seconds(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, (moment - clock.now()).total_seconds())
-
-
-def standard_webhooks_signature(*, secret: str, message_id: str, timestamp: int, body: str) -> str:
-    """Standard Webhooks: v1,base64(HMAC-SHA256(key, "id.timestamp.body")), key = base64 after whsec_."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    digest = hmac.new(key, f"{message_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
 
 
 # --- claiming ---------------------------------------------------------------------------
@@ -365,21 +356,12 @@ def _send_pool() -> ThreadPoolExecutor:
 
 
 def _headers_for(delivery: Delivery) -> dict[str, str]:
-    headers = {**delivery.headers, "X-Delivery-Id": str(delivery.delivery_id)}
-    secret = delivery.configuration.signing_secret
-    if secret:
-        timestamp = int(clock.now().timestamp())
-        message_id = str(delivery.delivery_id)
-        headers.update(
-            {
-                "webhook-id": message_id,
-                "webhook-timestamp": str(timestamp),
-                "webhook-signature": standard_webhooks_signature(
-                    secret=secret, message_id=message_id, timestamp=timestamp, body=delivery.body
-                ),
-            }
-        )
-    return headers
+    return signed_headers(
+        headers=delivery.headers,
+        delivery_id=str(delivery.delivery_id),
+        secret=delivery.configuration.signing_secret,
+        body=delivery.body,
+    )
 
 
 @dataclass
@@ -569,9 +551,14 @@ def deliveries_purge(*, older_than: timedelta, chunk: int = 5000) -> int:
 
 
 def postback_send_test(*, configuration) -> tuple[RenderedRequest, http.Exchange]:
-    """Send the request a sample event would produce, now, and return what came back.
-    Nothing is stored: a test is not a delivery."""
+    """Send the request a sample event would produce, now, signed as a delivery is, and return
+    it (with the headers sent) and what came back. Nothing is stored: a test is not a delivery."""
     request = render_postback(configuration=configuration, values=sample_values(configuration=configuration))
-    headers = {**request.headers, "X-Delivery-Id": f"test-{uuid.uuid4()}", "X-Postback-Test": "1"}
+    headers = signed_headers(
+        headers={**request.headers, "X-Postback-Test": "1"},
+        delivery_id=f"test-{uuid.uuid4()}",
+        secret=configuration.signing_secret,
+        body=request.body,
+    )
     exchange = http.send(method=request.method, url=request.url, headers=headers, body=request.body)
-    return request, exchange
+    return replace(request, headers=headers), exchange

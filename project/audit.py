@@ -44,7 +44,8 @@ class AuditedAdmin(admin.ModelAdmin):
 def _display(field: forms.Field, value) -> str:
     if isinstance(field, forms.ModelChoiceField) and value not in (None, ""):
         if not hasattr(value, "_meta"):
-            value = field.queryset.model._default_manager.filter(pk=value).first() or value
+            # Among the field's own choices, which the admin scoped to the user's accounts.
+            value = field.queryset.filter(pk=value).first() or value
     elif getattr(field, "choices", None) and not isinstance(value, list | tuple):
         choices = {str(key): label for key, label in _flat_choices(field.choices)}
         value = choices.get(str(value), value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -62,6 +63,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
+    "axes",
     "partners",
     "events",
     "postbacks",
@@ -75,7 +77,32 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a refused login into the lock-out answer.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Login throttle: django-axes, a well-kept library made for this. After LOGIN_FAILURE_LIMIT
+# failed logins for a username, or from an address, further attempts for that username (from
+# anywhere) or from that address (for anyone) are refused with 429 for LOGIN_LOCKOUT_MINUTES,
+# the right password included; each attempt during the lock-out starts the period again.
+# Failures are kept in the database (axes' database handler), so every web process and
+# machine counts the same ones, on SQLite and PostgreSQL alike; a successful login clears them.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
+AXES_RESET_ON_SUCCESS = True
+AXES_COOLOFF_MESSAGE = (
+    f"Too many failed logins for this username or from this address: try again in {LOGIN_LOCKOUT_MINUTES} minutes."
+)
+# Behind a reverse proxy, the header it writes the client's address into (docs/deploy.md).
+CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER", "").strip()
+AXES_CLIENT_IP_CALLABLE = "project.client_ip.client_ip"
 
 ROOT_URLCONF = "project.urls"
 WSGI_APPLICATION = "project.wsgi.application"

@@ -70,3 +70,11 @@ def test_template_must_be_http_and_mappings_must_be_text(partner):
     with pytest.raises(ValidationError) as error:
         template.full_clean()
     assert set(error.value.message_dict) == {"url_template", "parameters"}
+
+
+def test_a_partner_template_may_not_put_a_placeholder_in_the_host(partner):
+    template = partner.templates.get(event="install")
+    template.url_template = "https://{fields.app_id}.acme.test/install"
+    with pytest.raises(ValidationError) as error:
+        template.full_clean()
+    assert "stands in the scheme, host or port" in " ".join(error.value.message_dict["url_template"])

@@ -1,14 +1,18 @@
 """An account manager follows the seeds' flow in the admin; every bad setting gets a clear message."""
 
+from urllib.parse import urlencode
+
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 
+from events.models import CustomEvent
 from postbacks.models import PartnerConfiguration, PostbackConfiguration
 from tests import factories
 
 pytestmark = pytest.mark.django_db
 
+SECRET = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 POSTBACK_DEFAULTS = {
     "status": "active",
     "delivery_method": "network_only",
@@ -127,6 +131,8 @@ def test_manager_creates_a_custom_postback_with_macros(client, manager, app):
         ({"destination_url": "http://127.0.0.1:8000/in"}, "destination_url", "loopback address"),
         ({"destination_url": "http://10.0.0.5/in"}, "destination_url", "private address"),
         ({"destination_url": "https://a.test/{shoe_size}"}, "destination_url", "{shoe_size} is not a known macro"),
+        ({"destination_url": "http://{event_value}/x"}, "destination_url", "stands in the scheme, host or port"),
+        ({"signing_secret": SECRET}, "signing_secret", "a GET has none"),
         ({"macros": ["shoe_size"]}, "macros", "Select a valid choice"),
         ({"event": "refund"}, "event", "Select a valid choice"),
         ({"kind": "certified"}, "partner_configuration", "needs a partner configuration"),
@@ -180,3 +186,58 @@ def test_preview_explains_a_broken_certified_postback(client, manager, app, part
     client.force_login(manager)
     page = client.get(reverse("admin:postbacks_postbackconfiguration_change", args=[postback.pk])).content.decode()
     assert "has no template for install any more" in page
+
+
+def test_add_forms_offer_nothing_of_another_account_whatever_the_url_says(client, manager, app, other_app, partner):
+    """Every admin form that reads an id from the URL (?app=, ?account=, ?partner=) builds its
+    choices from the user's accounts only: another account's ids find nothing."""
+    CustomEvent.objects.create(app=other_app, name="rival_secret_launch")
+    factories.make_partner_configuration(other_app, partner)  # "Acme Ads for Rival" must not be offered
+    client.force_login(manager)
+    pages = {
+        "postbacks_postbackconfiguration_add": {"app": other_app.pk, "kind": "custom"},
+        "postbacks_partnerconfiguration_add": {"app": other_app.pk, "partner": partner.pk},
+        "events_tracker_add": {"app": other_app.pk, "network": partner.pk},
+        "events_app_add": {"account": other_app.account_id},
+    }
+    for name, query in pages.items():
+        url = reverse(f"admin:{name}")
+        for response in (client.get(url, query), client.post(f"{url}?{urlencode(query)}", query)):
+            page = response.content.decode()
+            assert response.status_code == 200, name
+            assert "rival_secret_launch" not in page, name
+            assert other_app.name not in page and other_app.account.name not in page, name
+
+
+def test_support_sees_the_signing_secret_masked(client, support, app):
+    postback = factories.make_custom_postback(app, method="POST", signing_secret=SECRET)
+    client.force_login(support)
+    page = client.get(reverse("admin:postbacks_postbackconfiguration_change", args=[postback.pk])).content.decode()
+    assert "•••••• (secret)" in page
+    assert SECRET not in page and SECRET.removeprefix("whsec_") not in page
+
+
+def test_saving_without_touching_the_secret_records_no_secret_change(client, manager, app):
+    postback = factories.make_custom_postback(app, method="POST", signing_secret=SECRET)
+    client.force_login(manager)
+    url = reverse("admin:postbacks_postbackconfiguration_change", args=[postback.pk])
+    data = {**POSTBACK_DEFAULTS, "event": "install", "kind": "custom", "method": "POST"}
+    data["destination_url"] = postback.destination_url
+    response = client.post(url, {**data, "retry_attempts": 5})
+    assert response.status_code == 302, form_errors(response)
+    postback.refresh_from_db()
+    assert (postback.signing_secret, postback.retry_attempts) == (SECRET, 5)
+    message = LogEntry.objects.get(object_id=str(postback.pk)).get_change_message()
+    assert "Retry attempts: 3 attempts → 5 attempts" in message and "ecret" not in message
+
+    def latest_change() -> str:
+        return LogEntry.objects.filter(object_id=str(postback.pk)).order_by("-pk").first().get_change_message()
+
+    # Typing the same secret again changes nothing either; removing it is recorded, masked.
+    data["retry_attempts"] = 5
+    assert client.post(url, {**data, "signing_secret": SECRET}).status_code == 302
+    assert latest_change() == "No fields changed."
+    assert client.post(url, {**data, "remove_signing_secret": "on"}).status_code == 302
+    postback.refresh_from_db()
+    assert postback.signing_secret == ""
+    assert latest_change() == "Changed Signing secret (secret, not shown)."

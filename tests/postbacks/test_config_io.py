@@ -106,6 +106,16 @@ def test_import_sets_a_given_api_key(demo_document):
             lambda d: d["apps"][0]["postbacks"][5].update(destination_url="http://192.168.1.20/in"),
             "apps[0].postbacks[5].destination_url: 192.168.1.20 is a private address",
         ),
+        (
+            lambda d: d["apps"][0]["postbacks"][5].update(destination_url="http://{event_value}/in"),
+            "apps[0].postbacks[5].destination_url: {event_value} stands in the scheme, host or port",
+        ),
+        (
+            lambda d: d["apps"][0]["postbacks"][5].update(
+                signing_secret="whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+            ),
+            "apps[0].postbacks[5].signing_secret: A signature covers the request body, and a GET has none",
+        ),
         (lambda d: d.update(apps={}), '$: expected an object with an "apps" list'),
     ],
 )
@@ -178,10 +188,11 @@ def test_demo_setup_prints_logins_that_work(client, capsys):
     call_command("demo_setup")
     out = capsys.readouterr().out
     password = next(line.split()[1] for line in out.splitlines() if line.strip().startswith("admin "))
-    assert client.login(username="admin", password=password)
+    # Through the login form, as a person logs in (the login throttle needs the request).
+    assert client.post("/admin/login/", {"username": "admin", "password": password}).status_code == 302
     assert client.get("/admin/postbacks/postbackconfiguration/").status_code == 200
     manager_password = next(line.split()[1] for line in out.splitlines() if line.strip().startswith("manager "))
     client.logout()
-    assert client.login(username="manager", password=manager_password)
+    assert client.post("/admin/login/", {"username": "manager", "password": manager_password}).status_code == 302
     listed = client.get("/admin/events/app/").context["cl"].result_list
     assert {app.account.name for app in listed} == {"Demo Games"}

@@ -1,5 +1,8 @@
 """Support staff answer "what did we send, when, and what did the partner say?" in the admin."""
 
+import base64
+import hashlib
+import hmac
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -115,6 +118,26 @@ def test_send_test_postback_shows_the_response_at_once_and_stores_nothing(
     assert client.get(reverse("admin:postbacks_postbackconfiguration_send_test", args=[postback.pk])).status_code == 403
 
 
+def test_a_test_postback_is_signed_as_a_delivery_is_and_the_page_shows_the_headers_sent(
+    client, manager, app, receiver, allow_private
+):
+    secret = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+    postback = factories.make_custom_postback(
+        app, url=receiver.url + "/t", method="POST", macros=["adid"], signing_secret=secret
+    )
+    client.force_login(manager)
+    page = client.post(reverse("admin:postbacks_postbackconfiguration_send_test", args=[postback.pk])).content.decode()
+    request = receiver.wait_for(1)[0]
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{request.headers['webhook-id']}.{request.headers['webhook-timestamp']}.{request.body}".encode()
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    assert request.headers["webhook-signature"] == f"v1,{expected}"
+    assert request.headers["webhook-id"] == request.headers["x-delivery-id"]
+    for header in ("X-Delivery-Id", "X-Postback-Test", "webhook-id", "webhook-timestamp", "webhook-signature"):
+        assert f"{header}: {request.headers[header.lower()]}" in page
+    assert secret not in page
+
+
 def test_resend_every_failed_delivery_of_a_partner_since_a_time(client, support, logged, app):
     failed = Delivery.objects.get(event=logged["event"], status="failed")
     client.force_login(support)
@@ -131,7 +154,7 @@ def test_resend_every_failed_delivery_of_a_partner_since_a_time(client, support,
 
 
 def test_signing_secret_is_validated_never_shown_and_kept(client, manager, app):
-    postback = factories.make_custom_postback(app)
+    postback = factories.make_custom_postback(app, method="POST")
     client.force_login(manager)
     url = reverse("admin:postbacks_postbackconfiguration_change", args=[postback.pk])
     data = {
@@ -139,7 +162,7 @@ def test_signing_secret_is_validated_never_shown_and_kept(client, manager, app):
         "kind": "custom",
         "status": "active",
         "destination_url": postback.destination_url,
-        "method": "GET",
+        "method": "POST",
         "delivery_method": "network_only",
         "delay_seconds": 0,
         "retry_attempts": 3,

@@ -145,3 +145,58 @@ def test_network_specific_fields_validated_against_the_partner(app, partner):
     unknown = PartnerConfiguration(app=app, partner=partner, field_values={"app_id": "1234", "pixel": "x"})
     assert "has no field pixel" in errors_of(unknown)["field_values"][0]
     factories.make_partner_configuration(app, partner, app_id="1234")
+
+
+@pytest.mark.parametrize(
+    ("url", "placeholder"),
+    [
+        ("http://{event_value}/x", "{event_value}"),
+        ("https://{event_value}.hooks.acme.test/x", "{event_value}"),
+        ("https://hooks.acme.test:{event_value}/x", "{event_value}"),
+        ("https://{device_id}@hooks.acme.test/x", "{device_id}"),
+        ("http{event_value}://hooks.acme.test/x", "{event_value}"),
+        ("https://hooks.acme.test{event_value}/x", "{event_value}"),
+    ],
+)
+def test_a_macro_may_not_choose_the_scheme_host_or_port_and_is_never_looked_up(app, monkeypatch, url, placeholder):
+    looked_up = []
+    monkeypatch.setattr("socket.getaddrinfo", lambda host, *args, **kwargs: looked_up.append(host) or [])
+    postback = PostbackConfiguration(app=app, event="install", kind="custom", destination_url=url)
+    [message] = [text for text in errors_of(postback)["destination_url"] if placeholder in text]
+    assert "stands in the scheme, host or port" in message and "path and query only" in message
+    assert looked_up == []
+
+
+def test_a_macro_may_fill_the_path_and_the_query(app):
+    factories.make_custom_postback(app, url="https://hooks.acme.test/in/{event_name}?value={event_value}#{adid}")
+
+
+def test_a_signed_postback_is_a_post_whose_url_holds_no_macro(app):
+    secret = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+    get = PostbackConfiguration(
+        app=app, event="install", kind="custom", destination_url="https://hooks.acme.test/in", signing_secret=secret
+    )
+    assert "a GET has none" in " ".join(errors_of(get)["signing_secret"])
+    post = PostbackConfiguration(
+        app=app,
+        event="install",
+        kind="custom",
+        method="POST",
+        destination_url="https://hooks.acme.test/in/{event_name}",
+        signing_secret=secret,
+    )
+    assert "take {event_name} out of the URL" in " ".join(errors_of(post)["destination_url"])
+    post.destination_url = "https://hooks.acme.test/in"
+    post.full_clean()
+
+
+def test_a_certified_postback_is_never_signed(app, partner):
+    config = factories.make_partner_configuration(app, partner)
+    postback = PostbackConfiguration(
+        app=app,
+        event="install",
+        kind="certified",
+        partner_configuration=config,
+        signing_secret="whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    )
+    assert "Only custom postbacks are signed" in " ".join(errors_of(postback)["signing_secret"])

@@ -1,10 +1,12 @@
 import json
+import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from partners.models import PartnerTemplate
-from postbacks.rendering import render_postback, sample_values
+from postbacks.models import PostbackConfiguration
+from postbacks.rendering import RenderError, render_postback, sample_values
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -106,3 +108,40 @@ def test_sample_values_describe_the_app_and_partner(app, partner):
     assert values["app_id"] == app.package_name
     assert values["network_id"] == partner.slug
     assert values["event_name"] == "install"
+
+
+SECRET = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"destination_url": "http://{event_value}/x"}, "{event_value} stands in the scheme, host or port"),
+        ({"signing_secret": SECRET}, "a GET has none"),
+        ({"signing_secret": SECRET, "method": "POST", "destination_url": "https://a.test/{adid}"}, "take {adid} out"),
+    ],
+)
+def test_a_configuration_saved_before_the_rules_renders_nothing(app, changes, message):
+    """One stored without validation (e.g. before these rules): no request is built from it."""
+    postback = factories.make_custom_postback(app, macros=["adid"])
+    PostbackConfiguration.objects.filter(pk=postback.pk).update(**changes)
+    postback.refresh_from_db()
+    with pytest.raises(RenderError, match=re.escape(message)):
+        render_postback(configuration=postback, values={**EVENT, "event_value": "169.254.169.254"})
+
+
+def test_a_certified_template_with_a_placeholder_in_the_host_renders_nothing(app, partner):
+    postback = factories.make_certified_postback(factories.make_partner_configuration(app, partner))
+    PartnerTemplate.objects.filter(partner=partner).update(url_template="https://{event_name}.acme.test/in")
+    postback.refresh_from_db()
+    with pytest.raises(RenderError, match="stands in the scheme, host or port"):
+        render_postback(configuration=postback, values=EVENT)
+
+
+def test_a_signed_post_carries_its_values_in_the_body_only(app):
+    postback = factories.make_custom_postback(
+        app, url="https://hooks.acme.test/in?src=pb", method="POST", macros=["adid"], signing_secret=SECRET
+    )
+    request = render_postback(configuration=postback, values=EVENT)
+    assert request.url == "https://hooks.acme.test/in?src=pb"
+    assert json.loads(request.body) == {"adid": "a&b=c#d"}
