@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from django.conf import settings
 from django.http import Http404, HttpResponse, HttpResponseRedirect
@@ -12,6 +13,7 @@ from rest_framework import status
 from rest_framework.exceptions import APIException, ParseError, ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import JSONParser
+from rest_framework.settings import api_settings
 from rest_framework.utils.json import strict_constant
 from rest_framework.views import APIView
 
@@ -20,6 +22,7 @@ from events.app_cache import app_profile
 from events.models import DEVICE_ID_KINDS, App, Event, Tracker
 from events.serializers import (
     MAX_BATCH,
+    MAX_JSON_DEPTH,
     BatchResultSerializer,
     BatchSerializer,
     EventAcceptedSerializer,
@@ -30,7 +33,7 @@ from events.serializers import (
 )
 from events.services import EventInput, click_record
 from project import clock
-from project.ingest import event_ingest, events_ingest
+from project.ingest import ItemRefused, event_ingest, events_ingest
 
 # The content types whose body DRF reads as UTF-8 JSON: the plain path takes only these.
 PLAIN_JSON = frozenset({"application/json", "application/json; charset=utf-8", "application/json;charset=utf-8"})
@@ -55,6 +58,17 @@ def accepted_body(event: Event) -> dict:
     return {"event_id": event.event_id, "id": event.pk, "postbacks_scheduled": event.postbacks_scheduled}
 
 
+def item_errors(error: ValidationError) -> dict:
+    """An item's errors as an object of field names, as a lone event's 400 gives them: an
+    item that is not an object at all (null, say) has its errors under non_field_errors."""
+    detail = error.detail
+    return detail if isinstance(detail, dict) else {api_settings.NON_FIELD_ERRORS_KEY: detail}
+
+
+def refused_errors(refused: ItemRefused) -> dict:
+    return {api_settings.NON_FIELD_ERRORS_KEY: [refused.error]}
+
+
 def json_reply(body: dict, *, status: int) -> HttpResponse:
     """A JSON reply as DRF's JSONRenderer writes it, without building a DRF Response and
     rendering it: that machinery cost a lone event more CPU than json.dumps itself."""
@@ -62,10 +76,42 @@ def json_reply(body: dict, *, status: int) -> HttpResponse:
     return HttpResponse(content.encode(), status=status, content_type="application/json")
 
 
+# A body nested deeper than Python's JSON parser can recurse (about 1,000 levels) is read
+# again with every container below this depth cut to null. Whatever held it is refused
+# anyway (no field takes more than MAX_JSON_DEPTH levels), in its place: the rest is kept.
+PARSE_DEPTH = 100
+assert PARSE_DEPTH > MAX_JSON_DEPTH + 3  # a batch's body, its list, the item, then the field
+# A JSON string, or one bracket with whatever precedes it that is neither string nor bracket.
+_NEXT_BRACKET = re.compile(r'(?:"[^"\\]*(?:\\.[^"\\]*)*"|[^"\[\]{}])*([\[\]{}])')
+
+
 def json_from_body(body: bytes, encoding: str):
     """A request body's JSON, read as DRF's JSONParser reads it (strict: no NaN); ValueError
     (UnicodeDecodeError included) when it is not JSON in that encoding."""
-    return json.loads(body.decode(encoding), parse_constant=strict_constant)
+    text = body.decode(encoding)
+    try:
+        return json.loads(text, parse_constant=strict_constant)
+    except RecursionError:
+        return json.loads(_cut_below(text, PARSE_DEPTH), parse_constant=strict_constant)
+
+
+def _cut_below(text: str, depth: int) -> str:
+    """JSON text with each container that opens deeper than `depth` replaced by null."""
+    pieces, kept_from, level, cut_from = [], 0, 0, -1
+    for match in _NEXT_BRACKET.finditer(text):
+        if match.group(1) in "[{":
+            level += 1
+            if level == depth + 1:
+                cut_from = match.start(1)
+        else:
+            if level == depth + 1:
+                pieces += [text[kept_from:cut_from], "null"]
+                kept_from = match.end(1)
+            level -= 1
+    if level > depth:  # never closed: invalid JSON whatever the cut
+        return text[:cut_from]
+    pieces.append(text[kept_from:])
+    return "".join(pieces)
 
 
 class JSONBody(JSONParser):
@@ -179,6 +225,8 @@ class EventView(AppAPIView):
     @staticmethod
     def accepted(*, app: App, data: dict, caller_ip: str | None) -> HttpResponse:
         result = event_ingest(app=app, data=event_input_from(data, caller_ip=caller_ip))
+        if isinstance(result, ItemRefused):
+            return json_reply(refused_errors(result), status=status.HTTP_400_BAD_REQUEST)
         return json_reply(
             accepted_body(result.event), status=status.HTTP_202_ACCEPTED if result.created else status.HTTP_200_OK
         )
@@ -221,11 +269,14 @@ class EventBatchView(AppAPIView):
                 try:
                     data = validator.run_validation(item)
                 except ValidationError as error:
-                    results.append({"index": index, "status": "rejected", "errors": error.detail})
+                    results.append({"index": index, "status": "rejected", "errors": item_errors(error)})
                     continue
             valid.append((index, event_input_from(data, caller_ip=caller_ip)))
         outcomes = events_ingest(app=app, items=[data for _, data in valid]) if valid else []
         for (index, _), outcome in zip(valid, outcomes, strict=True):
+            if isinstance(outcome, ItemRefused):
+                results.append({"index": index, "status": "rejected", "errors": refused_errors(outcome)})
+                continue
             status_name = "accepted" if outcome.created else "duplicate"
             results.append({"index": index, "status": status_name, **accepted_body(outcome.event)})
         results.sort(key=lambda result: result["index"])
