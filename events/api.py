@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from events.api_auth import AppKeyAuthentication, PerAppKeyRateThrottle, app_for_authorization, app_within_rate_limit
 from events.app_cache import app_profile
 from events.models import DEVICE_ID_KINDS, App, Event, Tracker
+from events.rate_limit import click_within_rate_limit
 from events.serializers import (
     MAX_BATCH,
     MAX_JSON_DEPTH,
@@ -232,12 +233,18 @@ class EventView(AppAPIView):
         )
 
 
+def well_formed_events(data) -> list | None:
+    """The items of a well-formed batch body, or None."""
+    events = data.get("events") if isinstance(data, dict) else None
+    return events if isinstance(events, list) and 1 <= len(events) <= MAX_BATCH else None
+
+
 def batch_events(data) -> list:
     """The items of a batch body; BatchSerializer explains a malformed one. A well-formed
     body skips it: its JSONField child re-serialises every item to check it is JSON, which
     a parsed body always is."""
-    events = data.get("events") if isinstance(data, dict) else None
-    if isinstance(events, list) and 1 <= len(events) <= MAX_BATCH:
+    events = well_formed_events(data)
+    if events is not None:
         return events
     batch = BatchSerializer(data=data)
     batch.is_valid(raise_exception=True)
@@ -246,6 +253,11 @@ def batch_events(data) -> list:
 
 class EventBatchView(AppAPIView):
     body_limit = settings.API_MAX_BATCH_BYTES
+
+    def rate_limit_events(self, request) -> int:
+        """The rate limit counts a batch's items (a malformed body as one request)."""
+        events = well_formed_events(request.data)
+        return 1 if events is None else len(events)
 
     @extend_schema(
         operation_id="send_events",
@@ -288,10 +300,15 @@ MAX_CLICK_VALUE = 256
 
 
 def click_view(request, tracker_id: str):
-    """GET /t/<tracker id>: record the click, then send the user on to the store."""
+    """GET /t/<tracker id>: record the click (within the click rate limits), then send the user
+    on to the store, recorded or not."""
     if request.method not in ("GET", "HEAD"):
         raise Http404
     tracker = get_object_or_404(Tracker.objects.select_related("app"), pk=tracker_id, app__is_active=True)
+    ip = request.META.get("REMOTE_ADDR") or None
+    if not click_within_rate_limit(ip=ip, tracker_id=tracker.pk):
+        # The person clicking still lands on the store; the flood is not written.
+        return HttpResponseRedirect(tracker.destination_url)
     query = {key: value[:MAX_CLICK_VALUE] for key, value in list(request.GET.items())[:MAX_CLICK_PARAMETERS]}
     device_ids, _ = normalize_device_ids(query, strict=False)  # a bad id is ignored, never a failed redirect
     click_id = query.pop("click_id", "")
@@ -301,7 +318,7 @@ def click_view(request, tracker_id: str):
         clicked_at=clock.now(),
         device_ids=device_ids,
         click_id=click_id,
-        ip=request.META.get("REMOTE_ADDR") or None,
+        ip=ip,
         user_agent=request.META.get("HTTP_USER_AGENT", "")[:512],
         parameters=parameters,
     )

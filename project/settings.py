@@ -160,7 +160,10 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 
 # Events API
 EVENT_MAX_AGE_DAYS = env_int("EVENT_MAX_AGE_DAYS", 7, minimum=1, maximum=3650)
-API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 60000, minimum=0)  # per app key; 0 = off
+API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 60000, minimum=0)  # events per app key; 0 = off
+# Clicks recorded a minute (0 = off); past them /t/<tracker> still redirects, unrecorded.
+CLICK_RATE_LIMIT_PER_IP_PER_MINUTE = env_int("CLICK_RATE_LIMIT_PER_IP_PER_MINUTE", 300, minimum=0)
+CLICK_RATE_LIMIT_PER_TRACKER_PER_MINUTE = env_int("CLICK_RATE_LIMIT_PER_TRACKER_PER_MINUTE", 60000, minimum=0)
 API_MAX_EVENT_BYTES = 64 * 1024
 API_MAX_BATCH_BYTES = 4 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BATCH_BYTES + 1024

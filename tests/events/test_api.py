@@ -223,6 +223,21 @@ def test_rate_limit_per_key(client, key, other_app, settings, fresh_rate_limit):
     assert not Event.objects.filter(event_id="c", app__name="Rocket").exists()
 
 
+def test_the_rate_limit_counts_a_batchs_events_and_refuses_a_batch_that_would_pass_it_whole(
+    client, key, settings, fresh_rate_limit
+):
+    settings.API_RATE_LIMIT_PER_MINUTE = 10
+    batch = {"events": [event(event_id=f"a{number}") for number in range(6)]}
+    assert post(client, key, batch, path="/api/v1/events/batch").status_code == 200
+    over = post(
+        client, key, {"events": [event(event_id=f"b{number}") for number in range(5)]}, path="/api/v1/events/batch"
+    )
+    assert over.status_code == 429  # 6 + 5 events: refused whole, nothing of it stored
+    assert 0 < int(over["Retry-After"]) <= 60
+    assert Event.objects.count() == 6
+    assert post(client, key, event(event_id="c")).status_code == 429  # the refused five counted too
+
+
 def test_batch_keeps_valid_items_and_reports_each_in_order(client, key):
     post(client, key, event(event_id="seen"))
     response = post(
@@ -276,6 +291,36 @@ def test_click_records_and_redirects(client, app, partner):
     assert (click.adid, click.idfa, click.click_id) == (ADID, "", "clk-9")
     assert click.parameters == {"sub1": "foo"}
     assert (click.ip, click.user_agent) == ("127.0.0.1", "Mozilla/5.0")
+
+
+def test_clicks_past_the_limit_of_their_address_or_tracker_still_redirect_but_are_not_recorded(
+    client, app, partner, settings, fresh_rate_limit
+):
+    settings.CLICK_RATE_LIMIT_PER_IP_PER_MINUTE = 2
+    settings.CLICK_RATE_LIMIT_PER_TRACKER_PER_MINUTE = 4
+    tracker = factories.make_tracker(app, partner)
+    other = factories.make_tracker(app, partner)
+
+    def click(address, target=tracker):
+        response = client.get(f"/t/{target.id}?adid={ADID}", REMOTE_ADDR=address)
+        assert (response.status_code, response["Location"]) == (302, target.destination_url)
+
+    for _ in range(3):
+        click("198.51.100.1")
+    assert tracker.clicks.count() == 2  # the address's limit
+    click("198.51.100.1", target=other)
+    assert not other.clicks.exists()  # the address's limit covers every tracker
+    for address in ("198.51.100.2", "198.51.100.3", "198.51.100.4"):
+        click(address)
+    assert tracker.clicks.count() == 4  # the tracker's limit; the refused third click did not count
+    assert sorted(tracker.clicks.values_list("ip", flat=True)) == [
+        "198.51.100.1",
+        "198.51.100.1",
+        "198.51.100.2",
+        "198.51.100.3",
+    ]
+    click("198.51.100.5", target=other)
+    assert other.clicks.count() == 1  # each tracker its own budget
 
 
 def test_unknown_tracker_is_404_and_records_nothing(client, app, partner):
