@@ -8,7 +8,7 @@ import re
 from django.conf import settings
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import APIException, ParseError, ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -26,6 +26,7 @@ from events.serializers import (
     MAX_JSON_DEPTH,
     BatchResultSerializer,
     BatchSerializer,
+    ErrorSerializer,
     EventAcceptedSerializer,
     EventSerializer,
     event_input_from,
@@ -154,6 +155,36 @@ class AppAPIView(APIView):
         super().initial(request, *args, **kwargs)
 
 
+# What the schema says of the replies both endpoints share: every refusal of the whole
+# request. The schema test (tests/events/test_schema_fuzz.py) holds the replies to it.
+FIELD_ERRORS = {"type": "object", "additionalProperties": True}
+REFUSALS = {
+    401: OpenApiResponse(ErrorSerializer, "Missing or unknown API key."),
+    413: OpenApiResponse(ErrorSerializer, "Body over the size cap (64 KB for one event, 4 MB for a batch)."),
+    415: OpenApiResponse(ErrorSerializer, "Not a JSON body (Content-Type application/json)."),
+    429: OpenApiResponse(ErrorSerializer, "Over the per-key rate limit; nothing stored. Retry after Retry-After."),
+    503: OpenApiResponse(ErrorSerializer, "Database unreachable; nothing stored. Retry after Retry-After."),
+}
+EXAMPLE_EVENT = {
+    "event_id": "evt-1",
+    "event": "install",
+    "device": {"adid": "38400000-8cf0-11bd-b23e-10b96e40000d"},
+    "country": "US",
+    "properties": {"store": "play"},
+}
+REFUSAL_HEADERS = [
+    OpenApiParameter(
+        "Retry-After",
+        int,
+        OpenApiParameter.HEADER,
+        required=True,
+        response=[429, 503],
+        description="Seconds to wait before trying again.",
+    ),
+    OpenApiParameter("WWW-Authenticate", str, OpenApiParameter.HEADER, required=True, response=[401]),
+]
+
+
 class EventView(AppAPIView):
     body_limit = settings.API_MAX_EVENT_BYTES
 
@@ -206,12 +237,15 @@ class EventView(AppAPIView):
         responses={
             202: OpenApiResponse(EventAcceptedSerializer, "Accepted: stored, postbacks scheduled."),
             200: OpenApiResponse(EventAcceptedSerializer, "Duplicate event_id: the first result, nothing new."),
-            400: OpenApiResponse(description="Per-field errors."),
-            401: OpenApiResponse(description="Missing or unknown API key."),
-            413: OpenApiResponse(description="Body over the size cap."),
-            429: OpenApiResponse(description="Over the per-key rate limit (see Retry-After)."),
-            503: OpenApiResponse(description="Database unreachable; nothing was stored. Retry later."),
+            400: OpenApiResponse(
+                FIELD_ERRORS,
+                "Refused, nothing stored: an object of field names, each with its errors; a body that is not "
+                'JSON: {"detail": ...}; an event the database refused: non_field_errors.',
+            ),
+            **REFUSALS,
         },
+        parameters=REFUSAL_HEADERS,
+        examples=[OpenApiExample("An install", EXAMPLE_EVENT, request_only=True)],
     )
     def post(self, request):
         app = request.auth
@@ -262,9 +296,30 @@ class EventBatchView(AppAPIView):
     @extend_schema(
         operation_id="send_events",
         request=BatchSerializer,
-        responses={200: BatchResultSerializer},
+        responses={
+            200: OpenApiResponse(BatchResultSerializer, "One result per item, in order."),
+            400: OpenApiResponse(
+                FIELD_ERRORS,
+                'Not a batch, nothing stored: {"events": [...errors]}, or {"detail": ...} for a body that is not JSON.',
+            ),
+            **REFUSALS,
+        },
+        parameters=REFUSAL_HEADERS,
+        examples=[
+            OpenApiExample(
+                "An install and a session",
+                {
+                    "events": [
+                        {**EXAMPLE_EVENT, "event_id": "evt-2"},
+                        {**EXAMPLE_EVENT, "event_id": "evt-3", "event": "session_begin"},
+                    ]
+                },
+                request_only=True,
+            )
+        ],
         description="Up to 1,000 events. One result per item, in order: accepted, duplicate, or rejected "
-        "with the item's errors. Valid items are kept even when others are refused.",
+        "with the item's errors. Valid items are kept even when others are refused. The rate limit counts "
+        "the batch's events: a batch that would pass it is refused whole (429).",
     )
     def post(self, request):
         app = request.auth

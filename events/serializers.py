@@ -112,7 +112,8 @@ def readable_name(name: str) -> str:
 @extend_schema_field(
     {
         "type": "object",
-        "properties": {kind: {"type": "string", "maxLength": 128} for kind in DEVICE_ID_KINDS},
+        # null and "" are taken as absent
+        "properties": {kind: {"type": "string", "maxLength": 128, "nullable": True} for kind in DEVICE_ID_KINDS},
         "additionalProperties": False,
         "minProperties": 1,
     }
@@ -333,6 +334,10 @@ def event_input_from(data: dict, *, caller_ip: str | None) -> EventInput:
 _FIELD_NAMES = frozenset(EventSerializer._declared_fields)
 
 
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text="What went wrong, in words.")
+
+
 class EventAcceptedSerializer(serializers.Serializer):
     event_id = serializers.CharField()
     id = serializers.IntegerField(help_text="The server's id of the stored event.")
@@ -343,7 +348,7 @@ MAX_BATCH = 1000
 
 
 class BatchSerializer(serializers.Serializer):
-    events = serializers.ListField(child=serializers.JSONField(), max_length=MAX_BATCH, allow_empty=False)
+    events = serializers.ListField(child=serializers.JSONField(), min_length=1, max_length=MAX_BATCH, allow_empty=False)
 
 
 class BatchItemResultSerializer(serializers.Serializer):
@@ -352,7 +357,9 @@ class BatchItemResultSerializer(serializers.Serializer):
     event_id = serializers.CharField(required=False)
     id = serializers.IntegerField(required=False)
     postbacks_scheduled = serializers.IntegerField(required=False)
-    errors = serializers.DictField(required=False)
+    errors = serializers.DictField(
+        required=False, help_text="A rejected item's errors: an object of field names, each with its errors."
+    )
 
 
 class BatchResultSerializer(serializers.Serializer):
