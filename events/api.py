@@ -31,6 +31,7 @@ from events.serializers import (
     EventSerializer,
     event_input_from,
     event_validated_fast,
+    json_problem,
     normalize_device_ids,
 )
 from events.services import EventInput, click_record
@@ -364,8 +365,14 @@ def click_view(request, tracker_id: str):
     if not click_within_rate_limit(ip=ip, tracker_id=tracker.pk):
         # The person clicking still lands on the store; the flood is not written.
         return HttpResponseRedirect(tracker.destination_url)
-    query = {key: value[:MAX_CLICK_VALUE] for key, value in list(request.GET.items())[:MAX_CLICK_PARAMETERS]}
-    device_ids, _ = normalize_device_ids(query, strict=False)  # a bad id is ignored, never a failed redirect
+    # Whatever cannot be stored (a NUL, say: ?sub1=%00) is left out, never a failed redirect.
+    query = {
+        key: value[:MAX_CLICK_VALUE]
+        for key, value in list(request.GET.items())[:MAX_CLICK_PARAMETERS]
+        if json_problem(key) is None and json_problem(value[:MAX_CLICK_VALUE]) is None
+    }
+    device_ids, _ = normalize_device_ids(query, strict=False)  # a bad id is ignored too
+    user_agent = request.META.get("HTTP_USER_AGENT", "")[:512]
     click_id = query.pop("click_id", "")
     parameters = {key: value for key, value in query.items() if key not in DEVICE_ID_KINDS}
     click_record(
@@ -374,7 +381,7 @@ def click_view(request, tracker_id: str):
         device_ids=device_ids,
         click_id=click_id,
         ip=ip,
-        user_agent=request.META.get("HTTP_USER_AGENT", "")[:512],
+        user_agent="" if json_problem(user_agent) else user_agent,
         parameters=parameters,
     )
     return HttpResponseRedirect(tracker.destination_url)

@@ -293,6 +293,18 @@ def test_click_records_and_redirects(client, app, partner):
     assert (click.ip, click.user_agent) == ("127.0.0.1", "Mozilla/5.0")
 
 
+def test_a_click_leaves_out_what_cannot_be_stored_and_still_redirects(client, app, partner):
+    tracker = factories.make_tracker(app, partner)
+    response = client.get(
+        f"/t/{tracker.id}?adid={ADID}&device_id=d%00&click_id=c%00&sub1=%00&%00=1&sub2=ok",
+        HTTP_USER_AGENT="Mozilla\x00",
+    )
+    assert (response.status_code, response["Location"]) == (302, tracker.destination_url)
+    click = tracker.clicks.get()
+    assert (click.adid, click.device_id, click.click_id, click.user_agent) == (ADID, "", "", "")
+    assert click.parameters == {"sub2": "ok"}
+
+
 def test_clicks_past_the_limit_of_their_address_or_tracker_still_redirect_but_are_not_recorded(
     client, app, partner, settings, fresh_rate_limit
 ):
