@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 
@@ -55,6 +56,21 @@ def reject_oversized(request, limit: int) -> None:
         length = 0
     if length > limit:
         raise PayloadTooLarge(f"Request body of {length} bytes is over the limit of {limit} bytes.")
+
+
+def caller_ip(meta: dict) -> str | None:
+    """The caller's address: the connection's (REMOTE_ADDR), or, behind TRUSTED_PROXIES
+    reverse proxies that each append the address they were reached from to X-Forwarded-For,
+    the address the farthest of them saw. What a client wrote there itself is never taken."""
+    hops = settings.TRUSTED_PROXIES
+    forwarded = [part.strip() for part in meta.get("HTTP_X_FORWARDED_FOR", "").split(",")] if hops else []
+    if forwarded and forwarded != [""]:
+        address = forwarded[-hops] if len(forwarded) >= hops else forwarded[0]
+        try:
+            return str(ipaddress.ip_address(address))
+        except ValueError:
+            pass  # not an address: the proxies are not as configured
+    return meta.get("REMOTE_ADDR") or None
 
 
 def accepted_body(event: Event) -> dict:
@@ -220,7 +236,7 @@ class EventView(AppAPIView):
         # The rate limit counts last: a request that falls back after it would count twice.
         if data is None or not app_within_rate_limit(app)[0]:
             return None
-        response = self.accepted(app=app, data=data, caller_ip=meta.get("REMOTE_ADDR"))
+        response = self.accepted(app=app, data=data, caller_ip=caller_ip(meta))
         for header, value in self.default_response_headers.items():  # as DRF's cycle sets them
             response[header] = value
         return response
@@ -256,7 +272,7 @@ class EventView(AppAPIView):
             serializer = EventSerializer(data=request.data, context={"event_names": event_names})
             serializer.is_valid(raise_exception=True)
             data = serializer.validated_data
-        return self.accepted(app=app, data=data, caller_ip=request.META.get("REMOTE_ADDR"))
+        return self.accepted(app=app, data=data, caller_ip=caller_ip(request.META))
 
     @staticmethod
     def accepted(*, app: App, data: dict, caller_ip: str | None) -> HttpResponse:
@@ -326,7 +342,7 @@ class EventBatchView(AppAPIView):
         app = request.auth
         events = batch_events(request.data)
         event_names = app_profile(app).event_names
-        caller_ip = request.META.get("REMOTE_ADDR")
+        ip = caller_ip(request.META)
         results: list[dict] = []
         valid: list[tuple[int, EventInput]] = []
         # One serializer validates every item: building its fields once, not 1,000 times.
@@ -339,7 +355,7 @@ class EventBatchView(AppAPIView):
                 except ValidationError as error:
                     results.append({"index": index, "status": "rejected", "errors": item_errors(error)})
                     continue
-            valid.append((index, event_input_from(data, caller_ip=caller_ip)))
+            valid.append((index, event_input_from(data, caller_ip=ip)))
         outcomes = events_ingest(app=app, items=[data for _, data in valid]) if valid else []
         for (index, _), outcome in zip(valid, outcomes, strict=True):
             if isinstance(outcome, ItemRefused):
@@ -361,7 +377,7 @@ def click_view(request, tracker_id: str):
     if request.method not in ("GET", "HEAD"):
         raise Http404
     tracker = get_object_or_404(Tracker.objects.select_related("app"), pk=tracker_id, app__is_active=True)
-    ip = request.META.get("REMOTE_ADDR") or None
+    ip = caller_ip(request.META)
     if not click_within_rate_limit(ip=ip, tracker_id=tracker.pk):
         # The person clicking still lands on the store; the flood is not written.
         return HttpResponseRedirect(tracker.destination_url)

@@ -161,6 +161,9 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 # Events API
 EVENT_MAX_AGE_DAYS = env_int("EVENT_MAX_AGE_DAYS", 7, minimum=1, maximum=3650)
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 60000, minimum=0)  # events per app key; 0 = off
+# Reverse proxies (load balancers) in front of the web processes, each appending the address
+# it was reached from to X-Forwarded-For: the caller's IP is read from there (0: REMOTE_ADDR).
+TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0, minimum=0, maximum=10)
 # Clicks recorded a minute (0 = off); past them /t/<tracker> still redirects, unrecorded.
 CLICK_RATE_LIMIT_PER_IP_PER_MINUTE = env_int("CLICK_RATE_LIMIT_PER_IP_PER_MINUTE", 300, minimum=0)
 CLICK_RATE_LIMIT_PER_TRACKER_PER_MINUTE = env_int("CLICK_RATE_LIMIT_PER_TRACKER_PER_MINUTE", 60000, minimum=0)

@@ -335,6 +335,35 @@ def test_clicks_past_the_limit_of_their_address_or_tracker_still_redirect_but_ar
     assert other.clicks.count() == 1  # each tracker its own budget
 
 
+@pytest.mark.parametrize(
+    ("proxies", "forwarded", "seen"),
+    [
+        (0, "203.0.113.9", "10.0.0.2"),  # no proxy trusted: the connection's address
+        (1, "203.0.113.9", "203.0.113.9"),  # the load balancer's entry
+        (1, "6.6.6.6, 203.0.113.9", "203.0.113.9"),  # what the client wrote itself is not taken
+        (2, "6.6.6.6, 203.0.113.9, 198.51.100.7", "203.0.113.9"),  # a CDN, then the load balancer
+        (2, "203.0.113.9", "203.0.113.9"),  # fewer entries than proxies: the farthest one
+        (1, "not-an-address", "10.0.0.2"),
+        (1, "", "10.0.0.2"),
+    ],
+)
+def test_behind_trusted_proxies_the_callers_ip_is_read_from_x_forwarded_for(
+    client, key, app, partner, settings, fresh_rate_limit, proxies, forwarded, seen
+):
+    settings.TRUSTED_PROXIES = proxies
+    settings.CLICK_RATE_LIMIT_PER_IP_PER_MINUTE = 1
+    tracker = factories.make_tracker(app, partner)
+    through_proxy = {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": forwarded}
+    assert post(client, key, event(), **through_proxy).status_code == 202
+    assert Event.objects.get().ip == seen
+    client.get(f"/t/{tracker.id}?adid={ADID}", **through_proxy)
+    assert tracker.clicks.get().ip == seen
+    # The per-IP click limit counts that address: another caller behind the same proxy has its own.
+    other_caller = {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": "192.0.2.44"}
+    client.get(f"/t/{tracker.id}?adid={ADID}", **other_caller)
+    assert tracker.clicks.count() == (2 if proxies else 1)
+
+
 def test_unknown_tracker_is_404_and_records_nothing(client, app, partner):
     factories.make_tracker(app, partner)
     assert client.get("/t/trk_nope?adid=" + ADID).status_code == 404
