@@ -171,7 +171,7 @@ class EventSerializer(serializers.Serializer):
         errors = {}
         for name, value in data.items():
             if not isinstance(name, str) or name not in self.fields:
-                errors[readable_name(name)] = ["Unknown field."]
+                errors[readable_name(str(name))] = ["Unknown field."]
             elif problem := json_problem(value):
                 errors[name] = [problem]
         if not errors:
