@@ -33,11 +33,12 @@ def app_for_authorization(header: str) -> App | None:
     return app_for_key(key)
 
 
-def app_within_rate_limit(app: App) -> tuple[bool, int]:
-    """Count one request of this app's key against API_RATE_LIMIT_PER_MINUTE (0: no limit):
-    whether it is admitted, and the seconds until the next window."""
+def app_within_rate_limit(app: App, *, events: int = 1) -> tuple[bool, int]:
+    """Count a request's events (one, or a batch's) against the app key's
+    API_RATE_LIMIT_PER_MINUTE (0: no limit): whether the request is admitted, whole, and the
+    seconds until the next window."""
     limit = settings.API_RATE_LIMIT_PER_MINUTE
-    return rate_limit_admits(app_id=app.pk, limit=limit) if limit else (True, 0)
+    return rate_limit_admits(key=f"app:{app.pk}", limit=limit, cost=events) if limit else (True, 0)
 
 
 class AppKeyAuthentication(authentication.BaseAuthentication):
@@ -54,12 +55,14 @@ class AppKeyAuthentication(authentication.BaseAuthentication):
 
 
 class PerAppKeyRateThrottle(throttling.BaseThrottle):
-    """DRF's side of the per-key rate limit (events/rate_limit.py)."""
+    """DRF's side of the per-key rate limit (events/rate_limit.py). A view may count a
+    request as several events (rate_limit_events(request))."""
 
     def allow_request(self, request, view):
         if request.auth is None:
             return True
-        allowed, self.retry_after = app_within_rate_limit(request.auth)
+        events = view.rate_limit_events(request) if hasattr(view, "rate_limit_events") else 1
+        allowed, self.retry_after = app_within_rate_limit(request.auth, events=events)
         return allowed
 
     def wait(self):

@@ -64,21 +64,56 @@ def normalize_device_ids(raw: dict, *, strict: bool) -> tuple[dict[str, str], di
     return ids, errors
 
 
-def _holds_nul(value) -> bool:
-    """A NUL anywhere in a JSON value's keys or strings: PostgreSQL's jsonb cannot store one."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
-    return False
+# Deeper than any event needs, and far from the depth where copying or dumping a value
+# exhausts Python's recursion (about 1,000 levels).
+MAX_JSON_DEPTH = 32
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+NUL_MESSAGE = "Must not contain NUL characters (\\u0000)."
+SURROGATE_MESSAGE = (
+    "Must not contain unpaired UTF-16 surrogates (\\ud800 to \\udfff): send text as UTF-8 or as surrogate pairs."
+)
+DEPTH_MESSAGE = f"Nested more than {MAX_JSON_DEPTH} levels."
+
+
+def json_problem(value, *, levels: int = MAX_JSON_DEPTH) -> str | None:
+    """Why a parsed JSON value cannot be stored, or None: the one rule for every field's
+    value, its keys and strings included. JSON can carry a NUL (\\u0000) and a lone UTF-16
+    surrogate (\\udc00), which PostgreSQL cannot store (and SQLite's driver cannot encode);
+    and no event needs containers nested more than `levels` deep. Never recurses."""
+    if not isinstance(value, dict | list):
+        return _text_problem(value) if isinstance(value, str) else None
+    containers = [(value, 1)]
+    while containers:
+        container, depth = containers.pop()
+        if depth > levels:
+            return DEPTH_MESSAGE
+        for item in (*container, *container.values()) if isinstance(container, dict) else container:
+            kind = type(item)
+            if kind is str:
+                if (not item.isascii() or "\x00" in item) and (problem := _text_problem(item)):
+                    return problem
+            elif kind is dict or kind is list:
+                containers.append((item, depth + 1))
+    return None
+
+
+def _text_problem(text: str) -> str | None:
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    return NUL_MESSAGE if found.group() == "\x00" else SURROGATE_MESSAGE
+
+
+def readable_name(name: str) -> str:
+    """A field name as an error reply can carry it: a lone surrogate cannot be encoded."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @extend_schema_field(
     {
         "type": "object",
-        "properties": {kind: {"type": "string", "maxLength": 128} for kind in DEVICE_ID_KINDS},
+        # null and "" are taken as absent
+        "properties": {kind: {"type": "string", "maxLength": 128, "nullable": True} for kind in DEVICE_ID_KINDS},
         "additionalProperties": False,
         "minProperties": 1,
     }
@@ -129,11 +164,23 @@ class EventSerializer(serializers.Serializer):
     properties = serializers.JSONField(required=False, help_text=f"An object of at most {MAX_PROPERTIES_BYTES} bytes.")
 
     def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
+        """Unknown fields and values no field could store (json_problem) are refused here,
+        before the fields see them; the fields then explain the rest."""
+        if not isinstance(data, dict):
+            return super().to_internal_value(data)
+        errors = {}
+        for name, value in data.items():
+            if not isinstance(name, str) or name not in self.fields:
+                errors[readable_name(str(name))] = ["Unknown field."]
+            elif problem := json_problem(value):
+                errors[name] = [problem]
+        if not errors:
+            return super().to_internal_value(data)
+        try:
+            super().to_internal_value({name: value for name, value in data.items() if name not in errors})
+        except serializers.ValidationError as error:
+            errors = {**error.detail, **errors}
+        raise serializers.ValidationError(errors)
 
     def validate_event_id(self, value: str) -> str:
         if not EVENT_ID.match(value):
@@ -164,8 +211,6 @@ class EventSerializer(serializers.Serializer):
         text = json.dumps(value, separators=(",", ":"))
         if len(text.encode()) > MAX_PROPERTIES_BYTES:
             raise serializers.ValidationError(f"At most {MAX_PROPERTIES_BYTES} bytes of JSON.")
-        if _holds_nul(value):
-            raise serializers.ValidationError("Must not contain NUL characters (\\u0000).")
         return value
 
     def validate(self, attrs):
@@ -191,7 +236,6 @@ _IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")  # as ipaddress reads one: n
 _PLAIN_REVENUE = re.compile(r"-?[0-9]{1,12}(?:\.[0-9]{1,6})?")
 _SIX_PLACES = Decimal("0.000001")
 _CODE_FIELDS = {"country": (2, COUNTRIES), "currency": (3, CURRENCIES)}
-_NOT_PLAIN = re.compile("[\x00\ud800-\udfff]")  # what DRF's CharField refuses outright
 
 
 @functools.cache
@@ -201,10 +245,8 @@ def _declared_field(name: str) -> serializers.Field:
 
 
 def _plain(value, max_length: int) -> bool:
-    """Text DRF's CharField would keep exactly as it is."""
-    return (
-        isinstance(value, str) and len(value) <= max_length and value == value.strip() and not _NOT_PLAIN.search(value)
-    )
+    """Text DRF's CharField would keep exactly as it is (json_problem has refused NUL and surrogates)."""
+    return isinstance(value, str) and len(value) <= max_length and value == value.strip()
 
 
 def event_validated_fast(item, *, event_names) -> dict | None:
@@ -212,7 +254,7 @@ def event_validated_fast(item, *, event_names) -> dict | None:
     per-field machinery (which was 40 % of a batch's CPU); None whenever the item needs the
     serializer: anything unusual and every error, which the serializer then words. Datetimes
     and decimals go through the serializer's own fields. A property test keeps the two equal."""
-    if not isinstance(item, dict) or not set(item) <= _FIELD_NAMES:
+    if not isinstance(item, dict) or not set(item) <= _FIELD_NAMES or json_problem(item, levels=MAX_JSON_DEPTH + 1):
         return None
     event_id, name, device = item.get("event_id"), item.get("event"), item.get("device")
     if not (isinstance(event_id, str) and EVENT_ID.fullmatch(event_id)):
@@ -247,8 +289,8 @@ def event_validated_fast(item, *, event_names) -> dict | None:
             text = json.dumps(value, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError):
             return None
-        # The text is ASCII (NUL written as \u0000), so its length is its size in bytes.
-        if len(text) > MAX_PROPERTIES_BYTES or ("\\u0000" in text and _holds_nul(value)):
+        # The text is ASCII, as the serializer's is, so its length is its size in bytes.
+        if len(text) > MAX_PROPERTIES_BYTES:
             return None
         data["properties"] = value
     revenue = item.get("revenue")
@@ -292,6 +334,10 @@ def event_input_from(data: dict, *, caller_ip: str | None) -> EventInput:
 _FIELD_NAMES = frozenset(EventSerializer._declared_fields)
 
 
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text="What went wrong, in words.")
+
+
 class EventAcceptedSerializer(serializers.Serializer):
     event_id = serializers.CharField()
     id = serializers.IntegerField(help_text="The server's id of the stored event.")
@@ -302,7 +348,7 @@ MAX_BATCH = 1000
 
 
 class BatchSerializer(serializers.Serializer):
-    events = serializers.ListField(child=serializers.JSONField(), max_length=MAX_BATCH, allow_empty=False)
+    events = serializers.ListField(child=serializers.JSONField(), min_length=1, max_length=MAX_BATCH, allow_empty=False)
 
 
 class BatchItemResultSerializer(serializers.Serializer):
@@ -311,7 +357,9 @@ class BatchItemResultSerializer(serializers.Serializer):
     event_id = serializers.CharField(required=False)
     id = serializers.IntegerField(required=False)
     postbacks_scheduled = serializers.IntegerField(required=False)
-    errors = serializers.DictField(required=False)
+    errors = serializers.DictField(
+        required=False, help_text="A rejected item's errors: an object of field names, each with its errors."
+    )
 
 
 class BatchResultSerializer(serializers.Serializer):

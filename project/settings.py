@@ -100,8 +100,7 @@ AXES_RESET_ON_SUCCESS = True
 AXES_COOLOFF_MESSAGE = (
     f"Too many failed logins for this username or from this address: try again in {LOGIN_LOCKOUT_MINUTES} minutes."
 )
-# Behind a reverse proxy, the header it writes the client's address into (docs/deploy.md).
-CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER", "").strip()
+# The one rule for the caller's address (TRUSTED_PROXIES, below; docs/deploy.md).
 AXES_CLIENT_IP_CALLABLE = "project.client_ip.client_ip"
 
 ROOT_URLCONF = "project.urls"
@@ -187,7 +186,14 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 
 # Events API
 EVENT_MAX_AGE_DAYS = env_int("EVENT_MAX_AGE_DAYS", 7, minimum=1, maximum=3650)
-API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 60000, minimum=0)  # per app key; 0 = off
+API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 60000, minimum=0)  # events per app key; 0 = off
+# Reverse proxies (load balancers) in front of the web processes, each appending the address
+# it was reached from to X-Forwarded-For: the caller's IP (events, clicks, the login throttle)
+# is read from there (0: REMOTE_ADDR). project/client_ip.py.
+TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0, minimum=0, maximum=10)
+# Clicks recorded a minute (0 = off); past them /t/<tracker> still redirects, unrecorded.
+CLICK_RATE_LIMIT_PER_IP_PER_MINUTE = env_int("CLICK_RATE_LIMIT_PER_IP_PER_MINUTE", 300, minimum=0)
+CLICK_RATE_LIMIT_PER_TRACKER_PER_MINUTE = env_int("CLICK_RATE_LIMIT_PER_TRACKER_PER_MINUTE", 60000, minimum=0)
 API_MAX_EVENT_BYTES = 64 * 1024
 API_MAX_BATCH_BYTES = 4 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BATCH_BYTES + 1024

@@ -223,6 +223,21 @@ def test_rate_limit_per_key(client, key, other_app, settings, fresh_rate_limit):
     assert not Event.objects.filter(event_id="c", app__name="Rocket").exists()
 
 
+def test_the_rate_limit_counts_a_batchs_events_and_refuses_a_batch_that_would_pass_it_whole(
+    client, key, settings, fresh_rate_limit
+):
+    settings.API_RATE_LIMIT_PER_MINUTE = 10
+    batch = {"events": [event(event_id=f"a{number}") for number in range(6)]}
+    assert post(client, key, batch, path="/api/v1/events/batch").status_code == 200
+    over = post(
+        client, key, {"events": [event(event_id=f"b{number}") for number in range(5)]}, path="/api/v1/events/batch"
+    )
+    assert over.status_code == 429  # 6 + 5 events: refused whole, nothing of it stored
+    assert 0 < int(over["Retry-After"]) <= 60
+    assert Event.objects.count() == 6
+    assert post(client, key, event(event_id="c")).status_code == 429  # the refused five counted too
+
+
 def test_batch_keeps_valid_items_and_reports_each_in_order(client, key):
     post(client, key, event(event_id="seen"))
     response = post(
@@ -276,6 +291,77 @@ def test_click_records_and_redirects(client, app, partner):
     assert (click.adid, click.idfa, click.click_id) == (ADID, "", "clk-9")
     assert click.parameters == {"sub1": "foo"}
     assert (click.ip, click.user_agent) == ("127.0.0.1", "Mozilla/5.0")
+
+
+def test_a_click_leaves_out_what_cannot_be_stored_and_still_redirects(client, app, partner):
+    tracker = factories.make_tracker(app, partner)
+    response = client.get(
+        f"/t/{tracker.id}?adid={ADID}&device_id=d%00&click_id=c%00&sub1=%00&%00=1&sub2=ok",
+        HTTP_USER_AGENT="Mozilla\x00",
+    )
+    assert (response.status_code, response["Location"]) == (302, tracker.destination_url)
+    click = tracker.clicks.get()
+    assert (click.adid, click.device_id, click.click_id, click.user_agent) == (ADID, "", "", "")
+    assert click.parameters == {"sub2": "ok"}
+
+
+def test_clicks_past_the_limit_of_their_address_or_tracker_still_redirect_but_are_not_recorded(
+    client, app, partner, settings, fresh_rate_limit
+):
+    settings.CLICK_RATE_LIMIT_PER_IP_PER_MINUTE = 2
+    settings.CLICK_RATE_LIMIT_PER_TRACKER_PER_MINUTE = 4
+    tracker = factories.make_tracker(app, partner)
+    other = factories.make_tracker(app, partner)
+
+    def click(address, target=tracker):
+        response = client.get(f"/t/{target.id}?adid={ADID}", REMOTE_ADDR=address)
+        assert (response.status_code, response["Location"]) == (302, target.destination_url)
+
+    for _ in range(3):
+        click("198.51.100.1")
+    assert tracker.clicks.count() == 2  # the address's limit
+    click("198.51.100.1", target=other)
+    assert not other.clicks.exists()  # the address's limit covers every tracker
+    for address in ("198.51.100.2", "198.51.100.3", "198.51.100.4"):
+        click(address)
+    assert tracker.clicks.count() == 4  # the tracker's limit; the refused third click did not count
+    assert sorted(tracker.clicks.values_list("ip", flat=True)) == [
+        "198.51.100.1",
+        "198.51.100.1",
+        "198.51.100.2",
+        "198.51.100.3",
+    ]
+    click("198.51.100.5", target=other)
+    assert other.clicks.count() == 1  # each tracker its own budget
+
+
+@pytest.mark.parametrize(
+    ("proxies", "forwarded", "seen"),
+    [
+        (0, "203.0.113.9", "10.0.0.2"),  # no proxy trusted: the connection's address
+        (1, "203.0.113.9", "203.0.113.9"),  # the load balancer's entry
+        (1, "6.6.6.6, 203.0.113.9", "203.0.113.9"),  # what the client wrote itself is not taken
+        (2, "6.6.6.6, 203.0.113.9, 198.51.100.7", "203.0.113.9"),  # a CDN, then the load balancer
+        (2, "203.0.113.9", "203.0.113.9"),  # fewer entries than proxies: the farthest one
+        (1, "not-an-address", "10.0.0.2"),
+        (1, "", "10.0.0.2"),
+    ],
+)
+def test_behind_trusted_proxies_the_callers_ip_is_read_from_x_forwarded_for(
+    client, key, app, partner, settings, fresh_rate_limit, proxies, forwarded, seen
+):
+    settings.TRUSTED_PROXIES = proxies
+    settings.CLICK_RATE_LIMIT_PER_IP_PER_MINUTE = 1
+    tracker = factories.make_tracker(app, partner)
+    through_proxy = {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": forwarded}
+    assert post(client, key, event(), **through_proxy).status_code == 202
+    assert Event.objects.get().ip == seen
+    client.get(f"/t/{tracker.id}?adid={ADID}", **through_proxy)
+    assert tracker.clicks.get().ip == seen
+    # The per-IP click limit counts that address: another caller behind the same proxy has its own.
+    other_caller = {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": "192.0.2.44"}
+    client.get(f"/t/{tracker.id}?adid={ADID}", **other_caller)
+    assert tracker.clicks.count() == (2 if proxies else 1)
 
 
 def test_unknown_tracker_is_404_and_records_nothing(client, app, partner):

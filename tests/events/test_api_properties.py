@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from events.models import CustomEvent, Event
+from events.serializers import MAX_JSON_DEPTH
 from events.services import app_issue_api_key
 from project import clock
 
@@ -21,14 +22,41 @@ EXAMPLES = settings(
     max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 
+
+def deep(levels: int) -> str:
+    """A value `levels` lists deep, as a placeholder that as_json writes out: json.dumps
+    itself cannot write 2,000 levels."""
+    return f"<deep:{levels}>"
+
+
+def as_json(body) -> str:
+    """JSON text as a client sends it: a lone surrogate as its escape (\\udc00), deep() written out."""
+    return re.sub(r'"<deep:(\d+)>"', lambda match: "[" * int(match[1]) + "1" + "]" * int(match[1]), json.dumps(body))
+
+
+# Text PostgreSQL cannot store (NUL, lone surrogates) beside text it can (accents, a pair).
+hostile_text = st.lists(
+    st.sampled_from(["a", " ", "\x00", "\ud800", "\udc00", "\u00e9", "\U0001f600"]), max_size=6
+).map("".join)
+
+
+def any_text(max_size: int):
+    return st.text(max_size=max_size) | hostile_text
+
+
 anything = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | any_text(20)
+    | st.integers(MAX_JSON_DEPTH - 2, 2500).map(deep),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(any_text(8), children, max_size=3),
     max_leaves=8,
 )
 device_ids = st.dictionaries(
-    st.sampled_from(["adid", "idfa", "idfv", "android_id", "device_id", "imei", ""]),
-    st.text(max_size=140) | st.uuids().map(str) | anything,
+    st.sampled_from(["adid", "idfa", "idfv", "android_id", "device_id", "imei", ""]) | hostile_text,
+    any_text(140) | st.uuids().map(str) | anything,
     max_size=4,
 )
 timestamps = st.datetimes(
@@ -37,21 +65,21 @@ timestamps = st.datetimes(
 ).map(lambda moment: moment.isoformat() + "Z")
 OPTIONAL_FIELDS = {
     "timestamp": timestamps | st.text(max_size=30) | anything,
-    "ip": st.ip_addresses().map(str) | st.text(max_size=40),
-    "user_agent": st.text(max_size=600),
-    "os_version": st.text(max_size=40),
+    "ip": st.ip_addresses().map(str) | any_text(40),
+    "user_agent": any_text(600),
+    "os_version": any_text(40),
     "country": st.sampled_from(["US", "de", "XX", "USA", ""]) | anything,
     "revenue": st.decimals(allow_nan=False, allow_infinity=False).map(str) | anything,
     "currency": st.sampled_from(["USD", "EUR", "usd", "XYZ", "DOLLARS"]) | anything,
-    "value": st.text(max_size=1100),
-    "properties": st.dictionaries(st.text(max_size=10), anything, max_size=4) | anything,
+    "value": any_text(1100),
+    "properties": st.dictionaries(any_text(10), anything, max_size=4) | anything,
     "surprise": anything,
 }
 # Anything at all in every field...
 wild_bodies = st.fixed_dictionaries(
     {},
     optional={
-        "event_id": st.text(min_size=1, max_size=140) | anything,
+        "event_id": st.text(min_size=1, max_size=140) | hostile_text | anything,
         "event": st.sampled_from(["install", "session_begin", "purchase", "refund", ""]) | anything,
         "device": device_ids | anything,
         **OPTIONAL_FIELDS,
@@ -76,7 +104,7 @@ def api(app):
     client = Client()
 
     def post(body, path="/api/v1/events"):
-        return client.post(path, json.dumps(body), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}")
+        return client.post(path, as_json(body), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}")
 
     return post
 
@@ -91,6 +119,11 @@ def assert_valid(event: Event) -> None:
     assert event.currency == "" or re.fullmatch(r"[A-Z]{3}", event.currency)
     assert event.revenue is None or (isinstance(event.revenue, Decimal) and event.currency)
     assert isinstance(event.properties, dict)
+    stored_text = [event.event_id, event.user_agent, event.os_version, event.app_version, event.value]
+    stored_text.append(json.dumps([event.device_ids, event.properties], ensure_ascii=False))
+    for text in stored_text:
+        assert "\x00" not in text
+        text.encode()  # raises on a lone surrogate
     assert event.occurred_at <= event.received_at + timedelta(minutes=5)
 
 
@@ -117,6 +150,7 @@ def test_no_batch_gives_a_500_and_each_item_gets_its_own_answer(api, items):
         results = response.json()["results"]
         assert len(results) == len(items)
         accepted = [result for result in results if result.get("status") == "accepted"]
+        assert all(isinstance(result["errors"], dict) for result in results if result["status"] == "rejected")
         assert Event.objects.count() == before + len(accepted)
         for result in accepted:
             assert_valid(Event.objects.get(pk=result["id"]))

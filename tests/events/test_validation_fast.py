@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from events.serializers import EventSerializer, event_validated_fast
+from events.serializers import MAX_JSON_DEPTH, EventSerializer, event_validated_fast
 from project import clock
 from tests.events.test_api_properties import OPTIONAL_FIELDS, anything, event_bodies
 
@@ -65,6 +65,13 @@ one_field_awkward = st.sampled_from(sorted({*BASE, *OPTIONAL_FIELDS, "app_versio
 )
 
 
+def nested(levels: int) -> list:
+    value = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
 def serializer_result(body):
     serializer = EventSerializer(data=body, context={"event_names": NAMES})
     return (dict(serializer.validated_data) if serializer.is_valid() else None), serializer.errors
@@ -91,6 +98,13 @@ def serializer_result(body):
 @example(body={**BASE, "properties": {"note": "a\x00b"}})
 @example(body={**BASE, "properties": {"k": "x" * 4083}})
 @example(body={**BASE, "properties": {"k": "\u00e9" * 680}})
+# Text PostgreSQL cannot store, in a field the fast path reads without the serializer's fields:
+@example(body={**BASE, "device": {"device_id": "d\x00"}})
+@example(body={**BASE, "device": {"device_id": "d\udc00"}})
+@example(body={**BASE, "properties": {"k\udc00": 1}})
+@example(body={**BASE, "properties": {"k": "\U0001f600"}})
+@example(body={**BASE, "properties": {"k": nested(MAX_JSON_DEPTH - 1)}})
+@example(body={**BASE, "properties": {"k": nested(MAX_JSON_DEPTH)}})
 def test_what_the_fast_path_accepts_the_serializer_accepts_with_the_same_data(body):
     with clock.frozen(NOW):
         fast = event_validated_fast(body, event_names=NAMES)

@@ -100,7 +100,7 @@ def test_failed_logins_from_one_address_lock_that_address_for_every_username(cli
 
 
 def test_behind_a_reverse_proxy_the_client_address_comes_from_its_header(client, support, settings):
-    settings.CLIENT_IP_HEADER = "X-Forwarded-For"
+    settings.TRUSTED_PROXIES = 1
     settings.AXES_FAILURE_LIMIT = 5
     proxy = "10.0.0.2"
     for n in range(5):
