@@ -7,6 +7,7 @@ class PostbacksConfig(AppConfig):
     verbose_name = "Postbacks"
 
     def ready(self) -> None:
+        from postbacks import checks  # noqa: F401 - registers the start-up checks
         from postbacks.configuration_cache import WATCHED_MODELS, forget_all
         from postbacks.roles import ensure_role_groups
 

@@ -1,17 +1,27 @@
-"""All outgoing HTTP of the product: pooled sessions, explicit timeouts, no redirects, a fixed
-User-Agent, and a guard that refuses private destinations when the socket is opened.
+"""All outgoing HTTP of the product: pooled sessions, a total deadline per request, no
+redirects, a fixed User-Agent, a guard that refuses private destinations when the socket is
+opened, and the in-flight limits per destination and per account.
 
 The guard runs at connect time, on the addresses the name resolves to then, so a destination
 that passed validation when it was saved cannot later reach a private address through DNS.
+
+The deadline (POSTBACK_TOTAL_TIMEOUT) runs from the first connect to the last byte of the
+response: a socket timeout only bounds each read, and a receiver sending a byte every
+2 s kept one attempt going for over a minute. One watchdog thread per process shuts down
+the sockets of a request that passes its deadline, whatever it is waiting for then (TLS
+handshake, headers, body, or sending the body to a receiver that does not read).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import os
 import re
 import socket
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 from urllib.parse import urlsplit
@@ -21,14 +31,15 @@ from django.conf import settings
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.util import connection as urllib3_connection
 
 from postbacks.destinations import address_refusal
 
 USER_AGENT = "postback-server/1"
 MAX_RESPONSE_BYTES = 8 * 1024
-HOST_CONCURRENCY = 8  # in-flight requests per destination host and port, per process
 
 
 class RefusedDestinationError(NewConnectionError):
@@ -42,18 +53,31 @@ class _GuardedConnectionMixin:
         except socket.gaierror as error:
             raise NewConnectionError(self, f"Cannot resolve {self.host}: {error.strerror}") from error
         allow_private = settings.POSTBACK_ALLOW_PRIVATE_DESTINATIONS
+        deadline: _Deadline | None = getattr(_local, "deadline", None)
         last_error: OSError | None = None
         for _family, _type, _proto, _name, sockaddr in infos:
             address = sockaddr[0].split("%")[0]
             reason = None if allow_private else address_refusal(ip_address(address))
             if reason:
                 raise RefusedDestinationError(self, f"Refused: {self.host} resolves to {reason}")
+            timeout = self.timeout
+            if deadline is not None:
+                # Connecting counts against the deadline too (name resolution cannot be cut
+                # short; a deadline it used up ends the attempt as soon as it returns).
+                remaining = deadline.remaining()
+                if remaining <= 0:
+                    raise ConnectTimeoutError(self, f"Connection to {self.host} timed out")
+                timeout = min(timeout, remaining) if isinstance(timeout, int | float) else remaining
             try:
-                return urllib3_connection.create_connection(
-                    (address, self.port), self.timeout, source_address=self.source_address
+                sock = urllib3_connection.create_connection(
+                    (address, self.port), timeout, source_address=self.source_address
                 )
             except OSError as error:
                 last_error = error
+                continue
+            if deadline is not None:
+                deadline.watch(sock)
+            return sock
         raise NewConnectionError(self, f"Cannot connect to {self.host}: {last_error}")
 
 
@@ -65,11 +89,19 @@ class _GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
     pass
 
 
-class _GuardedHTTPPool(HTTPConnectionPool):
+class _DeadlinePoolMixin:
+    def _make_request(self, conn, *args, **kwargs):
+        deadline: _Deadline | None = getattr(_local, "deadline", None)
+        if deadline is not None and conn.sock is not None:  # a kept-alive connection: watch it too
+            deadline.watch(conn.sock)
+        return super()._make_request(conn, *args, **kwargs)
+
+
+class _GuardedHTTPPool(_DeadlinePoolMixin, HTTPConnectionPool):
     ConnectionCls = _GuardedHTTPConnection
 
 
-class _GuardedHTTPSPool(HTTPSConnectionPool):
+class _GuardedHTTPSPool(_DeadlinePoolMixin, HTTPSConnectionPool):
     ConnectionCls = _GuardedHTTPSConnection
 
 
@@ -82,29 +114,142 @@ class _GuardedAdapter(HTTPAdapter):
 _local = threading.local()
 PACE_WEIGHT = 0.2
 SLOW_REQUEST = 1.0  # seconds
-# A host at its in-flight limit none of whose requests ended for this long is not answering
-# fast: waiting for its slot would only tie up a sending thread.
+# A limit all of whose requests are in flight and none of which ended for this long is not
+# answering fast: waiting for its slot would only tie up a sending thread.
 QUIET_LIMIT = 0.25  # seconds
 pace_clock = time.monotonic  # the clock of the pace rules (tests move it by hand)
 
 
-class _Host:
-    """A destination's in-flight slots and what its requests lately took."""
+# --- the total deadline ---------------------------------------------------------------------
+
+
+class _Deadline:
+    """One request's deadline. At `at` the watchdog shuts down every socket the request has
+    opened or used, so whatever it waits for ends at once."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self.finished = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def watch(self, sock: socket.socket) -> None:
+        """Shut `sock` down at the deadline. A duplicate of its descriptor is kept: it names the
+        same connection after TLS has wrapped (and detached) the original, and while we hold
+        it no other connection can be given its number."""
+        try:
+            copy = socket.socket(fileno=os.dup(sock.fileno()))
+        except OSError:
+            return
+        with self._lock:
+            if not self.finished:
+                self._sockets.append(copy)
+                if self.expired:
+                    _shut(copy)
+                return
+        copy.close()
+
+    def expire(self) -> None:
+        with self._lock:
+            if self.finished:
+                return
+            self.expired = True
+            for copy in self._sockets:
+                _shut(copy)
+
+    def finish(self) -> None:
+        with self._lock:
+            self.finished = True
+            sockets, self._sockets = self._sockets, []
+        for copy in sockets:
+            copy.close()
+
+
+def _shut(sock: socket.socket) -> None:
+    with suppress(OSError):  # already closed by the other end
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One thread per process that expires the deadlines that have passed, soonest first."""
 
     def __init__(self) -> None:
-        self.slots = threading.BoundedSemaphore(HOST_CONCURRENCY)
+        self._condition = threading.Condition()
+        self._due: list[tuple[float, int, _Deadline]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, deadline: _Deadline) -> None:
+        with self._condition:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="postback-deadlines", daemon=True)
+                self._thread.start()
+            heapq.heappush(self._due, (deadline.at, next(self._order), deadline))
+            if self._due[0][2] is deadline:
+                self._condition.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while True:
+                    while self._due and self._due[0][2].finished:
+                        heapq.heappop(self._due)
+                    if not self._due:
+                        self._condition.wait()
+                        continue
+                    wait = self._due[0][0] - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._condition.wait(wait)
+                _at, _order, deadline = heapq.heappop(self._due)
+            deadline.expire()
+
+
+_watchdog = _Watchdog()
+
+
+def _watchdog_after_fork() -> None:
+    global _watchdog
+    _watchdog = _Watchdog()  # threads do not survive a fork (django-q2's workers): start afresh
+
+
+os.register_at_fork(after_in_child=_watchdog_after_fork)
+
+
+# --- in-flight limits -----------------------------------------------------------------------
+
+
+class _Limit:
+    """The in-flight slots of one destination or one account, and what its requests lately took."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.slots = threading.BoundedSemaphore(capacity)
         self.lock = threading.Lock()
         self.in_flight = 0
         self.pace = 0.0  # moving average of request seconds (0: not known yet)
         self.heard_from = pace_clock()  # last time a request ended, or began with none in flight
 
-    def taken(self) -> None:
-        with self.lock:
-            if self.in_flight == 0:
-                self.heard_from = pace_clock()  # an idle host has not gone quiet: it had nothing to say
-            self.in_flight += 1
+    def take(self, *, timeout: float) -> bool:
+        """Take a slot. When all are taken, wait (at most `timeout`) only if the requests
+        holding them answer fast: a slow one's slots stay taken for seconds, and waiting for
+        them would tie up the sending threads that other destinations and accounts need."""
+        free = self.slots.acquire(blocking=False) or (
+            timeout > 0 and not self.slow() and self.slots.acquire(timeout=timeout)
+        )
+        if free:
+            with self.lock:
+                if self.in_flight == 0:
+                    self.heard_from = pace_clock()  # an idle limit has not gone quiet: it had nothing to say
+                self.in_flight += 1
+        return free
 
-    def released(self, seconds: float | None) -> None:
+    def release(self, seconds: float | None) -> None:
         with self.lock:
             self.in_flight -= 1
             self.heard_from = pace_clock()
@@ -113,30 +258,27 @@ class _Host:
         self.slots.release()
 
     def slow(self) -> bool:
-        return self.pace > SLOW_REQUEST or pace_clock() - self.heard_from > QUIET_LIMIT
+        """Slow: its requests have lately taken over SLOW_REQUEST seconds on average, or it has
+        requests in flight and none of them ended for QUIET_LIMIT (it began to hang)."""
+        return self.pace > SLOW_REQUEST or (self.in_flight > 0 and pace_clock() - self.heard_from > QUIET_LIMIT)
 
 
-_hosts: dict[str, _Host] = {}
-_hosts_lock = threading.Lock()
+_limits: dict[tuple[str, str, int], _Limit] = {}
+_limits_lock = threading.Lock()
 
 
-def _adapter() -> _GuardedAdapter:
-    """One connection-pooling adapter per thread. Requests go straight to it rather than through
-    a Session: no cookie jar carries one partner's cookies into the next postback, no proxy or
-    netrc settings come from the environment, and the per-request cost halves."""
-    adapter = getattr(_local, "adapter", None)
-    if adapter is None:
-        adapter = _GuardedAdapter(pool_connections=64, pool_maxsize=HOST_CONCURRENCY, max_retries=0)
-        _local.adapter = adapter
-    return adapter
-
-
-def _host(host: str) -> _Host:
-    state = _hosts.get(host)
-    if state is None:
-        with _hosts_lock:
-            state = _hosts.setdefault(host, _Host())
-    return state
+def _limit(kind: str, key: str) -> _Limit:
+    capacity = (
+        settings.POSTBACK_MAX_IN_FLIGHT_PER_DESTINATION
+        if kind == "destination"
+        else settings.POSTBACK_MAX_IN_FLIGHT_PER_ACCOUNT
+    )
+    name = (kind, key, capacity)
+    limit = _limits.get(name)
+    if limit is None:
+        with _limits_lock:
+            limit = _limits.setdefault(name, _Limit(capacity))
+    return limit
 
 
 def host_of(url: str) -> str:
@@ -145,46 +287,72 @@ def host_of(url: str) -> str:
     return f"{parts.hostname or ''}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
-def host_slot_take(host: str, *, timeout: float) -> bool:
-    """Take one of the host's in-flight slots. When all are taken, wait (at most `timeout`)
-    only for a host that answers fast: a slow host's slots stay taken for seconds, and
-    waiting for them would tie up the sending threads that other hosts need."""
-    state = _host(host)
-    free = state.slots.acquire(blocking=False) or (not state.slow() and state.slots.acquire(timeout=timeout))
-    if not free:
-        return False
-    state.taken()
-    return True
+@dataclass(frozen=True)
+class Busy:
+    """No request could start: `limit` ("destination" or "account") had no free slot."""
+
+    limit: str
+    slow: bool  # its requests are slow (see _Limit.slow): its slots will not free up soon
+    pace: float  # how long its requests have lately taken, in seconds (0: not known yet)
 
 
-def host_slot_release(host: str, *, seconds: float | None = None) -> None:
-    """Give the slot back; `seconds` is how long the request took (it teaches the host's pace)."""
-    _host(host).released(seconds)
+class Slots:
+    """The in-flight slots a request holds (its account's, its destination's) until release()."""
+
+    def __init__(self, held: list[_Limit]) -> None:
+        self._held = held
+
+    def release(self, *, seconds: float | None = None) -> None:
+        """Give them back; `seconds` is how long the request took (it teaches their pace)."""
+        for limit in self._held:
+            limit.release(seconds)
+        self._held = []
 
 
-def host_is_slow(host: str) -> bool:
-    """Slow: its requests have lately taken over SLOW_REQUEST seconds on average, or it has
-    requests in flight and none of them ended for QUIET_LIMIT (a host that began to hang)."""
-    return _host(host).slow()
-
-
-def host_pace(host: str) -> float:
-    """How long the host's requests have lately taken, in seconds (0 when not known yet)."""
-    return _host(host).pace
+def slots_take(*, destination: str, account: str | None, timeout: float) -> Slots | Busy:
+    """Take a slot of the account (POSTBACK_MAX_IN_FLIGHT_PER_ACCOUNT) and of the destination
+    host:port (POSTBACK_MAX_IN_FLIGHT_PER_DESTINATION), in this process, waiting at most
+    `timeout` in all, and only for limits whose requests answer fast. So one account's slow
+    partners hold at most its share of the sending threads, and one partner at most its own."""
+    wanted = [("account", account)] if account is not None else []
+    wanted.append(("destination", destination))
+    until = time.monotonic() + timeout
+    held: list[_Limit] = []
+    for kind, key in wanted:
+        limit = _limit(kind, key)
+        if not limit.take(timeout=max(0.0, until - time.monotonic())):
+            Slots(held).release()
+            return Busy(limit=kind, slow=limit.slow(), pace=limit.pace)
+        held.append(limit)
+    return Slots(held)
 
 
 @contextmanager
-def _host_slot(url: str, *, held: bool):
-    if held:  # the caller took it with host_slot_take
+def _destination_slot(url: str, *, held: bool):
+    if held:  # the caller took it with slots_take
         yield
         return
-    state = _host(host_of(url))
-    state.slots.acquire()
-    state.taken()
+    limit = _limit("destination", host_of(url))
+    limit.slots.acquire()
+    with limit.lock:
+        limit.in_flight += 1
     try:
         yield
     finally:
-        state.released(None)
+        limit.release(None)
+
+
+def _adapter() -> _GuardedAdapter:
+    """One connection-pooling adapter per thread. Requests go straight to it rather than through
+    a Session: no cookie jar carries one partner's cookies into the next postback, no proxy or
+    netrc settings come from the environment, and the per-request cost halves."""
+    adapter = getattr(_local, "adapter", None)
+    if adapter is None:
+        adapter = _GuardedAdapter(
+            pool_connections=64, pool_maxsize=settings.POSTBACK_MAX_IN_FLIGHT_PER_DESTINATION, max_retries=0
+        )
+        _local.adapter = adapter
+    return adapter
 
 
 @dataclass
@@ -204,16 +372,21 @@ class Exchange:
 
 
 def send(*, method: str, url: str, headers: dict[str, str], body: str, slot_held: bool = False) -> Exchange:
-    """Send one request; never raises for network trouble, never follows a redirect.
-    At most HOST_CONCURRENCY requests per host are in flight in a process: this waits for a
-    slot unless the caller holds one already (`slot_held`, see host_slot_take)."""
+    """Send one request; never raises for network trouble, never follows a redirect, never
+    takes longer than POSTBACK_TOTAL_TIMEOUT from connecting to the last byte of the response
+    (nor POSTBACK_CONNECT_TIMEOUT to connect). At most POSTBACK_MAX_IN_FLIGHT_PER_DESTINATION
+    requests per host are in flight in a process: this waits for a slot unless the caller
+    holds one already (`slot_held`, see slots_take)."""
     started = time.monotonic()
 
     def elapsed() -> int:
         return int((time.monotonic() - started) * 1000)
 
+    total = settings.POSTBACK_TOTAL_TIMEOUT
+    timed_out = f"Timed out after {total:g} s"
+    deadline = None
     try:
-        with _host_slot(url, held=slot_held):
+        with _destination_slot(url, held=slot_held):
             prepared = requests.PreparedRequest()
             prepared.prepare(
                 method=method,
@@ -221,27 +394,31 @@ def send(*, method: str, url: str, headers: dict[str, str], body: str, slot_held
                 headers={"User-Agent": USER_AGENT, "Accept": "*/*", **headers},
                 data=body.encode() if body else None,
             )
-            # An adapter never follows redirects: only a Session does.
-            response = _adapter().send(
-                prepared,
-                stream=True,
-                timeout=(settings.POSTBACK_CONNECT_TIMEOUT, settings.POSTBACK_READ_TIMEOUT),
-                verify=True,
-                proxies={},
-            )
+            deadline = _local.deadline = _Deadline(total)
+            _watchdog.add(deadline)
             try:
-                content = response.raw.read(MAX_RESPONSE_BYTES, decode_content=True) or b""
+                # An adapter never follows redirects: only a Session does. The read timeout
+                # bounds each wait for data; the deadline bounds them all together.
+                response = _adapter().send(
+                    prepared,
+                    stream=True,
+                    timeout=(min(settings.POSTBACK_CONNECT_TIMEOUT, total), total),
+                    verify=True,
+                    proxies={},
+                )
+                try:
+                    content = response.raw.read(MAX_RESPONSE_BYTES, decode_content=True) or b""
+                finally:
+                    response.close()
             finally:
-                response.close()
-    except requests.Timeout as error:
-        return Exchange(duration_ms=elapsed(), error=_short(error, "Timed out"), timed_out=True)
-    except requests.ConnectionError as error:
-        reason = getattr(error.args[0], "reason", None) if error.args else None
-        if isinstance(reason, RefusedDestinationError):
-            return Exchange(duration_ms=elapsed(), error=_short(reason, "Refused"), refused=True)
-        return Exchange(duration_ms=elapsed(), error=_short(error, "Connection failed"))
-    except requests.RequestException as error:
-        return Exchange(duration_ms=elapsed(), error=_short(error, "Request failed"))
+                _local.deadline = None
+                deadline.finish()
+            if deadline.expired:  # the response may look whole: the watchdog cut it short
+                return Exchange(duration_ms=elapsed(), error=timed_out, timed_out=True)
+    except (requests.RequestException, Urllib3Error, OSError) as error:
+        if deadline is not None and deadline.expired:
+            return Exchange(duration_ms=elapsed(), error=timed_out, timed_out=True)
+        return _failed(error, duration_ms=elapsed())
     return Exchange(
         duration_ms=elapsed(),
         status=response.status_code,
@@ -249,6 +426,17 @@ def send(*, method: str, url: str, headers: dict[str, str], body: str, slot_held
         # A NUL cannot be stored in a PostgreSQL text column; the log shows it as U+FFFD.
         body=content.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
     )
+
+
+def _failed(error: BaseException, *, duration_ms: int) -> Exchange:
+    if isinstance(error, requests.Timeout | Urllib3TimeoutError | TimeoutError):
+        return Exchange(duration_ms=duration_ms, error=_short(error, "Timed out"), timed_out=True)
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    if isinstance(reason, RefusedDestinationError):
+        return Exchange(duration_ms=duration_ms, error=_short(reason, "Refused"), refused=True)
+    if isinstance(error, requests.ConnectionError):
+        return Exchange(duration_ms=duration_ms, error=_short(error, "Connection failed"))
+    return Exchange(duration_ms=duration_ms, error=_short(error, "Request failed"))
 
 
 def _short(error: BaseException, prefix: str) -> str:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import random
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -38,11 +38,12 @@ logger = logging.getLogger("postbacks.delivery")
 RETRY_SCHEDULE = (30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200, 86400)
 JITTER = 0.2
 MIN_WAIT_AFTER_429 = 60
-SEND_THREADS = 32  # per worker process; a hanging host can hold at most http.HOST_CONCURRENCY of them
-HOST_BUSY_DEFER = timedelta(seconds=2)  # a fast host at its in-flight limit
+HOST_BUSY_DEFER = timedelta(seconds=2)  # a fast host (or account) at its in-flight limit, or no free thread
 SLOW_HOST_DEFER = timedelta(seconds=5)  # a slow one: doubled at each deferral of the delivery
 SLOW_HOST_DEFER_MAX = timedelta(seconds=60)
-HOST_SLOT_WAIT = 0.25  # seconds a request waits for its host to have a free slot
+HOST_SLOT_WAIT = 0.25  # seconds a request waits, in all, for its account's and its host's slots
+THREAD_WAIT = 0.25  # seconds a task waits for a free sending thread before it defers the rest of its batch
+HAND_OUT_LIMIT = 5.0  # seconds a task may spend handing its batch to threads; what is left is deferred
 STRAGGLER_WAIT = 0.25  # a request running this long is left to record itself; the task moves on
 LEASE_MARGIN = timedelta(seconds=10)  # for the database writes after the last request
 QUEUE_ALLOWANCE = timedelta(seconds=10)  # a claim taken up within this needs no second lease
@@ -110,12 +111,17 @@ def due_filter(now: datetime) -> Q:
     )
 
 
+def batch_longest() -> timedelta:
+    """The longest a batch takes once its task has started: the task hands each delivery to a
+    free sending thread within HAND_OUT_LIMIT (what it could not hand out by then goes back to
+    the schedule), and each request then waits at most HOST_SLOT_WAIT for its slots and ends
+    by its total deadline (POSTBACK_TOTAL_TIMEOUT, connecting included)."""
+    return timedelta(seconds=HAND_OUT_LIMIT + HOST_SLOT_WAIT + settings.POSTBACK_TOTAL_TIMEOUT)
+
+
 def lease_duration() -> timedelta:
-    """Longer than a batch can take: the batch's requests run SEND_THREADS at a time, each
-    waiting at most HOST_SLOT_WAIT for its host, then the connect and read timeouts."""
-    waves = math.ceil(settings.POSTBACK_BATCH_SIZE / SEND_THREADS)
-    per_request = HOST_SLOT_WAIT + settings.POSTBACK_CONNECT_TIMEOUT + settings.POSTBACK_READ_TIMEOUT
-    return timedelta(seconds=waves * per_request) + LEASE_MARGIN
+    """Longer than a batch can take (batch_longest), with time to record the last attempts."""
+    return batch_longest() + LEASE_MARGIN
 
 
 @dataclass(frozen=True)
@@ -210,20 +216,25 @@ def deliveries_send(*, claim: Claim, wait_seconds: float | None = None) -> dict[
     """Send claimed deliveries concurrently and record every attempt. Returns outcome counts
     of the attempts finished within `wait_seconds` (None: wait for all).
 
-    A slow destination must not hold up the others, so:
-    - a request waits at most HOST_SLOT_WAIT for one of its host's in-flight slots (a fast
-      host frees them in milliseconds); if the host is still busy, the delivery goes back to
-      the schedule ("deferred", no attempt spent; see deferral_wait);
+    A slow destination or account must not hold up the others, so:
+    - the task hands each delivery to a free sending thread, waiting at most THREAD_WAIT for
+      one; when every thread stays busy (slow requests hold them all) it puts the rest of the
+      batch back on the schedule rather than waiting for slow requests;
+    - a request waits at most HOST_SLOT_WAIT for a slot of its account and of its host (fast
+      ones free them in milliseconds, slow ones are not waited for); if either is still
+      full, the delivery goes back to the schedule ("deferred", no attempt spent; see
+      deferral_wait). One account holds at most POSTBACK_MAX_IN_FLIGHT_PER_ACCOUNT threads
+      of a process, so the others always have some;
     - the task waits for its requests except those running for `wait_seconds` already; those
-      record themselves, from their thread, when they finish, while the worker takes its next
-      task (a request still queued for a thread is waited for).
-    The writes of what finished in time are batched: one INSERT for the attempts, and one
-    UPDATE for the deliveries (on SQLite one per group of deliveries that end the same way)."""
+      record themselves, from their thread, when they finish (by their total deadline),
+      while the worker takes its next task.
+    The writes of what finished in time are batched: one UPDATE for the deliveries (on SQLite
+    one per group of deliveries that end the same way) and one INSERT for the attempts."""
     deliveries = _claim_renew(claim)
     if not deliveries:
         return {}
     # A batch holds few configurations: load each once rather than join it to every row.
-    configurations = PostbackConfiguration.objects.select_related("partner_configuration__partner").in_bulk(
+    configurations = PostbackConfiguration.objects.select_related("app", "partner_configuration__partner").in_bulk(
         {delivery.configuration_id for delivery in deliveries}
     )
     for delivery in deliveries:
@@ -231,41 +242,58 @@ def deliveries_send(*, claim: Claim, wait_seconds: float | None = None) -> dict[
     secrets = {configuration.pk: secret_values_of(configuration) for configuration in configurations.values()}
 
     started_at: dict[int, float] = {}  # delivery pk -> when its request began (time.monotonic)
+    pool, free_threads = _send_pool()
 
     def exchange(delivery: Delivery) -> _Exchanged | _Deferred:
-        started_at[delivery.pk] = time.monotonic()
-        host = http.host_of(delivery.url)
-        if not http.host_slot_take(host, timeout=HOST_SLOT_WAIT):
-            wait = deferral_wait(
-                deferrals=delivery.deferrals, host_slow=http.host_is_slow(host), host_pace=http.host_pace(host)
-            )
-            return _Deferred(delivery, wait=wait)
-        result = None
         try:
-            headers = _headers_for(delivery)
-            started = clock.now()
-            result = http.send(
-                method=delivery.method, url=delivery.url, headers=headers, body=delivery.body, slot_held=True
+            started_at[delivery.pk] = time.monotonic()
+            slots = http.slots_take(
+                destination=http.host_of(delivery.url),
+                account=str(delivery.configuration.app.account_id),
+                timeout=HOST_SLOT_WAIT,
             )
+            if isinstance(slots, http.Busy):
+                wait = deferral_wait(deferrals=delivery.deferrals, host_slow=slots.slow, host_pace=slots.pace)
+                return _Deferred(delivery, wait=wait)
+            result = None
+            try:
+                headers = _headers_for(delivery)
+                started = clock.now()
+                result = http.send(
+                    method=delivery.method, url=delivery.url, headers=headers, body=delivery.body, slot_held=True
+                )
+            finally:
+                slots.release(seconds=result.duration_ms / 1000 if result else None)
+            return _Exchanged(delivery, headers, started, result, secrets[delivery.configuration_id])
         finally:
-            http.host_slot_release(host, seconds=result.duration_ms / 1000 if result else None)
-        return _Exchanged(delivery, headers, started, result, secrets[delivery.configuration_id])
+            free_threads.release()
 
-    futures = {_send_pool().submit(exchange, delivery): delivery.pk for delivery in deliveries}
+    futures = {}
+    deferred: list[_Deferred] = []
+    hand_out_until = time.monotonic() + HAND_OUT_LIMIT
+    for delivery in deliveries:
+        if deferred or not free_threads.acquire(timeout=max(0.0, min(THREAD_WAIT, hand_out_until - time.monotonic()))):
+            # Every thread is taken by requests that do not end soon: waiting would idle this
+            # worker behind them while other deliveries are due.
+            deferred.append(_Deferred(delivery, wait=HOST_BUSY_DEFER))
+            continue
+        futures[pool.submit(exchange, delivery)] = delivery.pk
     finished, running = _wait_for_all_but_slow(futures, started_at, slow_after=wait_seconds)
     results = [future.result() for future in futures if future in finished]
     # One "now" for the batch, so that like outcomes share one UPDATE.
     now = clock.now()
     outcomes = [result.outcome(now=now) for result in results if isinstance(result, _Exchanged)]
-    deferred = [result for result in results if isinstance(result, _Deferred)]
-    _outcomes_save(outcomes)
+    deferred += [result for result in results if isinstance(result, _Deferred)]
+    recorded = _outcomes_save(outcomes)
     _deliveries_defer(deferred)
     for future in running:
         future.add_done_callback(_straggler_save)
     counts: dict[str, int] = {}
-    for outcome in outcomes:
+    for outcome in recorded:
         counts[outcome.attempt.outcome] = counts.get(outcome.attempt.outcome, 0) + 1
         _attempt_report(outcome)
+    if len(recorded) < len(outcomes):
+        counts["claim_lost"] = len(outcomes) - len(recorded)
     if deferred:
         counts["deferred"] = len(deferred)
     if running:
@@ -299,11 +327,11 @@ def _straggler_save(future) -> None:
         if isinstance(result, _Deferred):
             _deliveries_defer([result])
         else:
-            outcome = result.outcome(now=clock.now())
-            _outcomes_save([outcome])
-            _attempt_report(outcome)
+            for outcome in _outcomes_save([result.outcome(now=clock.now())]):
+                _attempt_report(outcome)
     except Exception:
-        # Not recorded: the lease runs out and the delivery is sent again (same delivery id).
+        # Not recorded (the database is away): the lease runs out and the delivery is sent
+        # again (same delivery id).
         logger.exception("recording a postback attempt failed")
     finally:
         db.connections.close_all()  # this thread's: stragglers are rare, a held connection is not
@@ -343,16 +371,26 @@ def _deliveries_defer(deferred: list[_Deferred]) -> None:
         )
 
 
-_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool: tuple[tuple[int, int], ThreadPoolExecutor, threading.BoundedSemaphore] | None = None
 
 
-def _send_pool() -> ThreadPoolExecutor:
-    """One long-lived pool per process (threads do not survive django-q2's fork; starting
-    them for every batch cost more than the sending)."""
+def _send_pool() -> tuple[ThreadPoolExecutor, threading.BoundedSemaphore]:
+    """One long-lived pool of POSTBACK_SEND_THREADS per process (threads do not survive
+    django-q2's fork; starting them for every batch cost more than the sending), and its
+    free threads: a task takes one before it hands a delivery over, so nothing waits in the
+    pool's queue behind slow requests."""
     global _pool
-    if _pool is None or _pool[0] != os.getpid():
-        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="postback-send"))
-    return _pool[1]
+    key = (os.getpid(), settings.POSTBACK_SEND_THREADS)
+    if _pool is None or _pool[0] != key:
+        if _pool is not None and _pool[0][0] == key[0]:
+            _pool[1].shutdown(wait=False)  # the setting changed (tests): its threads finish and go
+        threads = settings.POSTBACK_SEND_THREADS
+        _pool = (
+            key,
+            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="postback-send"),
+            threading.BoundedSemaphore(threads),
+        )
+    return _pool[1], _pool[2]
 
 
 def _headers_for(delivery: Delivery) -> dict[str, str]:
@@ -423,25 +461,52 @@ class _Exchanged:
         return _Outcome(delivery=delivery, attempt=attempt, changes=changes)
 
 
-def _outcomes_save(outcomes: list[_Outcome]) -> None:
-    """Record the attempts and what their deliveries become. Only the holder of the lease
-    writes the outcome; a reclaimed delivery keeps its new owner's."""
+def _outcomes_save(outcomes: list[_Outcome]) -> list[_Outcome]:
+    """Record what the deliveries become and their attempts, and return the outcomes recorded.
+    An outcome is recorded only under the claim its request was sent under: the deliveries'
+    UPDATE, conditioned on the lease, comes first, and only the rows it changed get their
+    attempt, in the same transaction. A request that outlived its lease, whose delivery was
+    claimed again (and perhaps attempted, under the same attempt number), is logged and
+    dropped: the new owner's record stands."""
     if not outcomes:
-        return
+        return []
     with transaction.atomic():
-        rows_insert(Attempt, [outcome.attempt for outcome in outcomes])
         if connection.vendor == "postgresql":
-            _deliveries_update_postgresql(outcomes)
-            return
-        # Deliveries claimed together share their lease, so groups of like outcomes stay few.
-        groups: dict[tuple, list[int]] = {}
-        for outcome in outcomes:
-            key = (outcome.delivery.lease_expires_at, *sorted(outcome.changes.items()))
-            groups.setdefault(key, []).append(outcome.delivery.pk)
-        for (lease, *changes), pks in groups.items():
-            Delivery.objects.filter(pk__in=pks, status=Delivery.Status.SENDING, lease_expires_at=lease).update(
-                **dict(changes)
+            held = _deliveries_update_postgresql(outcomes)
+        else:
+            held = _deliveries_update(outcomes)
+        recorded = [outcome for outcome in outcomes if outcome.delivery.pk in held]
+        rows_insert(Attempt, [outcome.attempt for outcome in recorded])
+    for outcome in outcomes:
+        if outcome.delivery.pk not in held:
+            logger.warning(
+                "postback attempt not recorded: the delivery was claimed again after its lease ran out",
+                extra={
+                    "delivery_id": str(outcome.delivery.delivery_id),
+                    "attempt": outcome.attempt.number,
+                    "outcome": outcome.attempt.outcome,
+                    "error": outcome.attempt.error,
+                },
             )
+    return recorded
+
+
+def _deliveries_update(outcomes: list[_Outcome]) -> set[int]:
+    """SQLite: the rows still held under their lease, then their changes (the transaction holds
+    the write lock from its start: transaction_mode IMMEDIATE). Deliveries claimed together
+    share their lease, so groups of like outcomes stay few."""
+    groups: dict[tuple, list[int]] = {}
+    for outcome in outcomes:
+        key = (outcome.delivery.lease_expires_at, *sorted(outcome.changes.items()))
+        groups.setdefault(key, []).append(outcome.delivery.pk)
+    held: set[int] = set()
+    for (lease, *changes), pks in groups.items():
+        still = Delivery.objects.filter(pk__in=pks, status=Delivery.Status.SENDING, lease_expires_at=lease)
+        ids = list(still.values_list("pk", flat=True))
+        if ids:
+            Delivery.objects.filter(pk__in=ids).update(**dict(changes))
+            held.update(ids)
+    return held
 
 
 # On PostgreSQL one statement updates the whole batch, whatever its outcomes (a batch of
@@ -454,10 +519,11 @@ FROM jsonb_to_recordset(%s::jsonb) AS item(
     id bigint, lease timestamptz, status varchar, attempts smallint, last_status_code smallint,
     last_error varchar, due_at timestamptz, finished_at timestamptz)
 WHERE delivery.id = item.id AND delivery.status = 'sending' AND delivery.lease_expires_at = item.lease
+RETURNING delivery.id
 """
 
 
-def _deliveries_update_postgresql(outcomes: list[_Outcome]) -> None:
+def _deliveries_update_postgresql(outcomes: list[_Outcome]) -> set[int]:
     columns = ("status", "attempts", "last_status_code", "last_error", "due_at", "finished_at")
     rows = [
         {
@@ -469,6 +535,7 @@ def _deliveries_update_postgresql(outcomes: list[_Outcome]) -> None:
     ]
     with connection.cursor() as cursor:
         cursor.execute(_DELIVERIES_UPDATE.format(table=Delivery._meta.db_table), [json.dumps(rows)])
+        return {pk for (pk,) in cursor.fetchall()}
 
 
 def _attempt_report(outcome: _Outcome) -> None:

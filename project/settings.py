@@ -43,11 +43,34 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # Postbacks never reach private, loopback or link-local addresses unless this is on
 # (tests and the local demo turn it on to talk to a receiver on 127.0.0.1).
 POSTBACK_ALLOW_PRIVATE_DESTINATIONS = env_bool("POSTBACK_ALLOW_PRIVATE_DESTINATIONS", False)
-# Per attempt: seconds to connect, then seconds to wait for the response.
+# Per attempt: seconds to connect, and the total deadline from connecting to the last byte of
+# the response, however slowly the receiver sends it. The lease of claimed deliveries derives
+# from the deadline (postbacks.sending.lease_duration).
 POSTBACK_CONNECT_TIMEOUT = env_int("POSTBACK_CONNECT_TIMEOUT", 5, minimum=1, maximum=60)
-POSTBACK_READ_TIMEOUT = env_int("POSTBACK_READ_TIMEOUT", 10, minimum=1, maximum=60)
-# Deliveries a worker task sends together; a worker killed mid-batch delays them by the lease
-# (batch / 32 threads, times 0.25 s + the two timeouts, + 10 s: 71 s with the defaults).
+POSTBACK_TOTAL_TIMEOUT = env_int("POSTBACK_TOTAL_TIMEOUT", 15, minimum=1, maximum=300)
+if POSTBACK_CONNECT_TIMEOUT > POSTBACK_TOTAL_TIMEOUT:
+    raise ImproperlyConfigured(
+        f"POSTBACK_CONNECT_TIMEOUT={POSTBACK_CONNECT_TIMEOUT} is longer than POSTBACK_TOTAL_TIMEOUT="
+        f"{POSTBACK_TOTAL_TIMEOUT}: connecting is part of the total deadline."
+    )
+if "POSTBACK_READ_TIMEOUT" in os.environ:
+    raise ImproperlyConfigured(
+        "POSTBACK_READ_TIMEOUT is no longer read: a timeout per socket read let a receiver that trickles "
+        "its response hold an attempt for minutes. Set POSTBACK_TOTAL_TIMEOUT (seconds from connecting to "
+        "the last byte of the response, default 15) and remove POSTBACK_READ_TIMEOUT."
+    )
+# Sending threads per worker process, and how many of them one account's requests, and one
+# destination's (host:port), may hold at once in that process. The account's share stays below
+# the threads, so one account's slow partners always leave threads to the others.
+POSTBACK_SEND_THREADS = env_int("POSTBACK_SEND_THREADS", 32, minimum=2, maximum=512)
+POSTBACK_MAX_IN_FLIGHT_PER_ACCOUNT = env_int("POSTBACK_MAX_IN_FLIGHT_PER_ACCOUNT", 16, minimum=1)
+POSTBACK_MAX_IN_FLIGHT_PER_DESTINATION = env_int("POSTBACK_MAX_IN_FLIGHT_PER_DESTINATION", 8, minimum=1)
+if POSTBACK_MAX_IN_FLIGHT_PER_ACCOUNT >= POSTBACK_SEND_THREADS:
+    raise ImproperlyConfigured(
+        f"POSTBACK_MAX_IN_FLIGHT_PER_ACCOUNT={POSTBACK_MAX_IN_FLIGHT_PER_ACCOUNT} must be below "
+        f"POSTBACK_SEND_THREADS={POSTBACK_SEND_THREADS}: one account's slow partners could hold every sending thread."
+    )
+# Deliveries a worker task sends together.
 POSTBACK_BATCH_SIZE = env_int("POSTBACK_BATCH_SIZE", 100, minimum=1, maximum=1000)
 # purge_deliveries deletes finished deliveries (and their attempts) older than this.
 DELIVERY_RETENTION_DAYS = env_int("DELIVERY_RETENTION_DAYS", 30, minimum=1)

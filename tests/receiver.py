@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socketserver
 import threading
 import time
 from dataclasses import dataclass, field
@@ -105,3 +107,89 @@ class Receiver:
                     return list(self.received)
             time.sleep(0.02)
         return list(self.received)
+
+
+class TricklingReceiver:
+    """A hostile receiver on 127.0.0.1: it reads the request, then sends its response one byte
+    every `interval` seconds, the status line and headers (`part="headers"`) or, after whole
+    headers, the body (`part="body"`). It stops by itself: each connection is closed after
+    `stop_after` seconds, finished or not, and every one at once when the receiver stops."""
+
+    BODY = b"ok" * 50
+
+    def __init__(self, *, part: str = "headers", interval: float = 2.0, stop_after: float = 30.0):
+        assert part in ("headers", "body")
+        self.arrived: list[float] = []  # time.monotonic() of each request read
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        receiver = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                connection = self.request
+                connection.settimeout(5)
+                data = b""
+                try:
+                    while b"\r\n\r\n" not in data:
+                        chunk = connection.recv(4096)
+                        if not chunk:
+                            return
+                        data += chunk
+                    head, _, body = data.partition(b"\r\n\r\n")
+                    length = next(
+                        (
+                            int(line.split(b":", 1)[1])
+                            for line in head.split(b"\r\n")
+                            if line.lower().startswith(b"content-length:")
+                        ),
+                        0,
+                    )
+                    while len(body) < length:
+                        body += connection.recv(4096)
+                except OSError:
+                    return
+                with receiver._lock:
+                    receiver.arrived.append(time.monotonic())
+                headers = (
+                    f"HTTP/1.1 200 OK\r\nContent-Length: {len(receiver.BODY)}\r\nConnection: close\r\n\r\n"
+                ).encode()
+                if part == "body":
+                    trickled = receiver.BODY
+                    with contextlib.suppress(OSError):
+                        connection.sendall(headers)
+                else:
+                    trickled = headers + receiver.BODY
+                until = time.monotonic() + stop_after
+                for byte in trickled:
+                    if time.monotonic() >= until or receiver._stopping.is_set():
+                        return  # closed unfinished
+                    try:
+                        connection.sendall(bytes([byte]))
+                    except OSError:
+                        return  # the client gave up
+                    receiver._stopping.wait(interval)
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+            request_queue_size = 128
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> TricklingReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.arrived)

@@ -1,9 +1,14 @@
 """The one outgoing HTTP module refuses private destinations when the socket is opened,
 whatever form the address takes, and whatever a name resolves to at that moment."""
 
+import time
+import uuid
+
 import pytest
+from django.conf import settings as django_settings
 
 from postbacks import http
+from tests.receiver import TricklingReceiver
 
 REFUSED = [
     ("http://127.0.0.1:9/in", "loopback"),
@@ -54,69 +59,126 @@ def test_redirects_are_not_followed_and_no_cookie_is_sent_back(receiver, setting
     assert "cookie" not in receiver.received[1].headers  # one partner's cookie is not carried to the next
 
 
-def test_a_host_whose_requests_stopped_ending_is_refused_at_once(monkeypatch):
-    import time
-    import uuid
+def take(host: str, *, timeout: float = 1, account: str | None = None):
+    return http.slots_take(destination=host, account=account, timeout=timeout)
 
+
+def fill(host: str, *, account: str | None = None) -> list:
+    slots = [take(host, account=account) for _ in range(django_settings.POSTBACK_MAX_IN_FLIGHT_PER_DESTINATION)]
+    assert all(isinstance(slot, http.Slots) for slot in slots)
+    return slots
+
+
+def release_all(slots: list, seconds: float | None = None) -> None:
+    for slot in slots:
+        slot.release(seconds=seconds)
+
+
+def test_a_host_whose_requests_stopped_ending_is_refused_at_once(monkeypatch):
     now = [1000.0]
     monkeypatch.setattr(http, "pace_clock", lambda: now[0])
     host = f"{uuid.uuid4().hex}.example:80"
-    held = [http.host_slot_take(host, timeout=1) for _ in range(http.HOST_CONCURRENCY)]
+    held = fill(host)
     try:
         now[0] += http.QUIET_LIMIT + 0.01  # none of its requests ended since they started
         started = time.monotonic()
-        assert not http.host_slot_take(host, timeout=5)
+        busy = take(host, timeout=5)
+        assert busy == http.Busy(limit="destination", slow=True, pace=0.0)
         assert time.monotonic() - started < 0.1  # no wait: the host has just started to hang
-        http.host_slot_release(host, seconds=0.01)  # one answered fast after all
-        held.pop()
-        assert http.host_slot_take(host, timeout=1)
-        held.append(True)
+        held.pop().release(seconds=0.01)  # one answered fast after all
+        held.append(take(host))
+        assert isinstance(held[-1], http.Slots)
         started = time.monotonic()
-        assert not http.host_slot_take(host, timeout=0.2)  # answering again: worth a wait
+        assert isinstance(take(host, timeout=0.2), http.Busy)  # answering again: worth a wait
         assert time.monotonic() - started >= 0.2
     finally:
-        for _ in held:
-            http.host_slot_release(host)
+        release_all(held)
 
 
 def test_a_host_that_was_idle_is_not_taken_for_a_quiet_one(monkeypatch):
-    import time
-    import uuid
-
     now = [1000.0]
     monkeypatch.setattr(http, "pace_clock", lambda: now[0])
     host = f"{uuid.uuid4().hex}.example:80"
-    assert http.host_slot_take(host, timeout=1)
-    http.host_slot_release(host, seconds=0.01)
+    take(host).release(seconds=0.01)
     now[0] += 60  # nothing to send for a minute, then a burst
-    held = [http.host_slot_take(host, timeout=1) for _ in range(http.HOST_CONCURRENCY)]
+    held = fill(host)
     try:
         started = time.monotonic()
-        assert not http.host_slot_take(host, timeout=0.2)  # its requests just started: worth a wait
+        assert isinstance(take(host, timeout=0.2), http.Busy)  # its requests just started: worth a wait
         assert time.monotonic() - started >= 0.2
     finally:
-        for _ in held:
-            http.host_slot_release(host)
+        release_all(held)
 
 
 def test_a_fast_host_is_waited_for_and_a_slow_one_refused_at_once():
-    import time
-    import uuid
-
     host = f"{uuid.uuid4().hex}.example:80"
-    held = [http.host_slot_take(host, timeout=1) for _ in range(http.HOST_CONCURRENCY)]
-    assert all(held)
+    held = fill(host)
     try:
         started = time.monotonic()
-        assert not http.host_slot_take(host, timeout=0.2)  # its requests just started: worth a wait
+        assert isinstance(take(host, timeout=0.2), http.Busy)  # its requests just started: worth a wait
         assert time.monotonic() - started >= 0.2
-        http.host_slot_release(host, seconds=5.0)  # a request took 5 s: the host is slow
-        held.pop()
-        assert http.host_slot_take(host, timeout=1)  # a free slot is still taken
-        held.append(True)
+        held.pop().release(seconds=5.0)  # a request took 5 s: the host is slow
+        held.append(take(host))  # a free slot is still taken
+        assert isinstance(held[-1], http.Slots)
         started = time.monotonic()
-        assert not http.host_slot_take(host, timeout=5)  # no free slot: refused at once, no thread tied up
+        busy = take(host, timeout=5)  # no free slot: refused at once, no thread tied up
+        assert busy.slow and busy.pace == 5.0
         assert time.monotonic() - started < 0.1
     finally:
-        for _ in held:
-            http.host_slot_release(host)
+        release_all(held)
+
+
+def test_one_account_holds_at_most_its_share_of_requests_whatever_its_destinations(settings):
+    settings.POSTBACK_MAX_IN_FLIGHT_PER_ACCOUNT = 3
+    account, other = uuid.uuid4().hex, uuid.uuid4().hex
+    held = [take(f"{uuid.uuid4().hex}.example:80", account=account) for _ in range(3)]
+    try:
+        assert all(isinstance(slot, http.Slots) for slot in held)
+        destination = f"{uuid.uuid4().hex}.example:80"
+        busy = take(destination, account=account, timeout=0.05)
+        assert isinstance(busy, http.Busy) and busy.limit == "account"
+        held.append(take(destination, account=other))  # another account's request goes out
+        assert isinstance(held[-1], http.Slots)
+        held.append(take(destination, account=other))  # the refused request gave back the host slot it took
+        assert isinstance(held[-1], http.Slots)
+        held.pop(0).release(seconds=0.01)
+        held.append(take(destination, account=account))  # a slot of its own freed up
+        assert isinstance(held[-1], http.Slots)
+    finally:
+        release_all(held)
+
+
+def test_the_destination_limit_is_a_setting(settings):
+    settings.POSTBACK_MAX_IN_FLIGHT_PER_DESTINATION = 2
+    host = f"{uuid.uuid4().hex}.example:80"
+    held = [take(host), take(host)]
+    try:
+        busy = take(host, timeout=0.05)
+        assert isinstance(busy, http.Busy) and busy.limit == "destination"
+    finally:
+        release_all(held)
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_a_receiver_that_trickles_its_response_is_cut_off_at_the_total_deadline(part, settings):
+    settings.POSTBACK_ALLOW_PRIVATE_DESTINATIONS = True
+    settings.POSTBACK_TOTAL_TIMEOUT = 1
+    # One byte every 0.2 s: a timeout per read (10 s before) never fires. It stops after 6 s.
+    with TricklingReceiver(part=part, interval=0.2, stop_after=6) as trickling:
+        started = time.monotonic()
+        exchange = http.send(method="POST", url=trickling.url + "/pb", headers={}, body='{"a": 1}')
+        took = time.monotonic() - started
+        assert trickling.count() == 1
+    assert (exchange.status, exchange.timed_out, exchange.error) == (None, True, "Timed out after 1 s")
+    assert 0.9 <= took < 1.5, took
+    assert 900 <= exchange.duration_ms < 1500
+
+
+def test_the_deadline_leaves_a_prompt_answer_alone(receiver, settings):
+    settings.POSTBACK_ALLOW_PRIVATE_DESTINATIONS = True
+    settings.POSTBACK_TOTAL_TIMEOUT = 1
+    for _ in range(3):  # the connection is kept or opened again: each request has a deadline of its own
+        exchange = http.send(method="GET", url=receiver.url + "/in", headers={}, body="")
+        assert (exchange.status, exchange.body, exchange.error) == (200, "ok", "")
+    time.sleep(1.2)  # past the deadlines: nothing is cut afterwards
+    assert http.send(method="GET", url=receiver.url + "/in", headers={}, body="").status == 200

@@ -7,10 +7,14 @@ import json
 import logging
 import random
 import socket
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django import db
+from django.conf import settings as django_settings
+from django.core import checks
 
 from events.services import EventInput
 from postbacks import http, sending
@@ -26,7 +30,7 @@ from project import clock
 from project.ingest import event_ingest, events_ingest
 from project.logs import JsonFormatter, PlainFormatter
 from tests import factories
-from tests.receiver import Reply
+from tests.receiver import Receiver, Reply, TricklingReceiver
 
 pytestmark = pytest.mark.django_db
 
@@ -159,7 +163,7 @@ def test_do_not_retry_means_one_attempt(app, receiver, allow_private, frozen):
 
 
 def test_timeouts_and_refused_connections_are_retried(app, receiver, allow_private, frozen, settings):
-    settings.POSTBACK_READ_TIMEOUT = 1
+    settings.POSTBACK_TOTAL_TIMEOUT = 1
     factories.make_custom_postback(app, url=receiver.url + "/slow")
     receiver.replies = [Reply(delay=2)]
     ingest(app, "slow")
@@ -206,6 +210,10 @@ def test_secrets_are_masked_in_the_attempt_log(app, partner, receiver, allow_pri
     assert receiver.wait_for(1)[0].query["t"] == ["s3cr3t-token"]
     attempt = Attempt.objects.get()
     assert "s3cr3t-token" not in attempt.url and "t=••••" in attempt.url
+
+
+def in_flight_per_destination() -> int:
+    return django_settings.POSTBACK_MAX_IN_FLIGHT_PER_DESTINATION
 
 
 def outlive(claim, frozen) -> None:
@@ -342,8 +350,7 @@ def test_a_connection_error_does_not_put_the_query_into_the_log(app, allow_priva
 
 @pytest.mark.django_db(transaction=True)  # the slow request records itself from its own thread
 def test_a_hanging_destination_does_not_hold_up_the_task_and_records_itself_later(app, allow_private, settings):
-    settings.POSTBACK_READ_TIMEOUT = 2
-    from tests.receiver import Receiver
+    settings.POSTBACK_TOTAL_TIMEOUT = 2
 
     with Receiver() as healthy, Receiver() as hanging:
         hanging.default = Reply(delay=5)
@@ -352,7 +359,7 @@ def test_a_hanging_destination_does_not_hold_up_the_task_and_records_itself_late
         ingest(app)
         started = time.monotonic()
         counts = deliveries_send(claim=deliveries_claim(limit=10), wait_seconds=0.5)
-        assert time.monotonic() - started < 1.5  # not the 2 s read timeout
+        assert time.monotonic() - started < 1.5  # not the 2 s deadline
         assert counts == {"delivered": 1, "still_sending": 1}
         assert len(healthy.wait_for(1)) == 1
         slow = Delivery.objects.get(url__contains="/hang")
@@ -369,13 +376,13 @@ def test_a_host_with_no_free_slot_is_deferred_without_spending_an_attempt(app, p
     monkeypatch.setattr(http, "pace_clock", lambda: 1000.0)  # its requests have just started: not slow
     ingest(app)
     host = http.host_of(receiver.url)
-    taken = [http.host_slot_take(host, timeout=1) for _ in range(http.HOST_CONCURRENCY)]
+    taken = [http.slots_take(destination=host, account=None, timeout=1) for _ in range(in_flight_per_destination())]
     try:
-        assert all(taken)
+        assert all(isinstance(slot, http.Slots) for slot in taken)
         assert deliveries_send(claim=deliveries_claim(limit=10)) == {"deferred": 1}
     finally:
-        for _ in taken:
-            http.host_slot_release(host)
+        for slot in taken:
+            slot.release()
     delivery = Delivery.objects.get()
     assert delivery.status == Delivery.Status.SCHEDULED and delivery.attempts == 0
     assert delivery.due_at == T0 + sending.HOST_BUSY_DEFER and delivery.deferrals == 1
@@ -389,15 +396,14 @@ def test_a_slow_host_with_no_free_slot_is_deferred_for_as_long_as_its_requests_t
     monkeypatch.setattr(sending, "HOST_SLOT_WAIT", 0.05)
     ingest(app)
     host = http.host_of(receiver.url)
-    taken = [http.host_slot_take(host, timeout=1) for _ in range(http.HOST_CONCURRENCY)]
-    http.host_slot_release(host, seconds=12.0)  # its requests take 12 s...
-    taken.pop()
-    taken.append(http.host_slot_take(host, timeout=1))  # ...and every slot is taken again
+    taken = [http.slots_take(destination=host, account=None, timeout=1) for _ in range(in_flight_per_destination())]
+    taken.pop().release(seconds=12.0)  # its requests take 12 s...
+    taken.append(http.slots_take(destination=host, account=None, timeout=1))  # ...and every slot is taken again
     try:
         assert deliveries_send(claim=deliveries_claim(limit=10)) == {"deferred": 1}
     finally:
-        for _ in taken:
-            http.host_slot_release(host, seconds=12.0)
+        for slot in taken:
+            slot.release(seconds=12.0)
     delivery = Delivery.objects.get()
     assert delivery.attempts == 0 and delivery.due_at == T0 + timedelta(seconds=12)
     assert delivery.deferrals == 1
@@ -425,3 +431,175 @@ def test_a_batch_is_recorded_with_a_few_statements_not_a_few_per_delivery(
     with django_assert_max_num_queries(12):
         assert deliveries_send(claim=claim) == {"delivered": 30}
     assert Attempt.objects.count() == 30
+
+
+# --- a slow partner costs one attempt per try, then ends -------------------------------------
+
+
+def test_a_receiver_that_trickles_costs_one_attempt_per_try_then_the_delivery_fails(
+    app, allow_private, frozen, settings
+):
+    settings.POSTBACK_TOTAL_TIMEOUT = 1
+    with TricklingReceiver(part="body", interval=0.2, stop_after=6) as trickling:
+        factories.make_custom_postback(app, url=trickling.url + "/pb", retry_attempts=1)
+        ingest(app)
+        started = time.monotonic()
+        assert send_due() == {"retry": 1}
+        assert time.monotonic() - started < 2  # not the 6 s the receiver would trickle for
+        delivery = Delivery.objects.get()
+        assert (delivery.status, delivery.attempts, delivery.last_error) == ("scheduled", 1, "Timed out after 1 s")
+        frozen.advance(delivery.due_at - clock.now())
+        assert send_due() == {"failed": 1}
+        assert trickling.count() == 2  # one request per attempt: never sent again behind its back
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("failed", 2)
+    assert delivery.last_error == "Timed out after 1 s; gave up after 2 attempts"
+    attempts = list(delivery.attempt_log.order_by("number").values_list("number", "outcome", "response_status"))
+    assert attempts == [(1, "retry", None), (2, "failed", None)]
+    assert all(900 <= duration < 2000 for duration in delivery.attempt_log.values_list("duration_ms", flat=True))
+
+
+def test_the_lease_derives_from_the_total_deadline(settings):
+    settings.POSTBACK_TOTAL_TIMEOUT = 15
+    default = sending.lease_duration()
+    settings.POSTBACK_TOTAL_TIMEOUT = 45
+    assert sending.lease_duration() - default == timedelta(seconds=30)
+    # a batch: handed to threads within HAND_OUT_LIMIT, then a slot wait and the deadline
+    assert sending.batch_longest() == timedelta(seconds=sending.HAND_OUT_LIMIT + sending.HOST_SLOT_WAIT + 45)
+    assert sending.lease_duration() > sending.batch_longest()
+
+
+def test_start_up_refuses_a_stall_limit_a_healthy_batch_could_reach(settings):
+    settings.POSTBACK_TOTAL_TIMEOUT = 15
+    settings.WORKER_STALL_SECONDS = 60
+    assert [error.id for error in checks.run_checks() if error.id.startswith("postbacks.")] == []
+    settings.WORKER_STALL_SECONDS = 20  # a batch whose requests all wait out 15 s takes 20.25 s
+    [error] = [error for error in checks.run_checks() if error.id.startswith("postbacks.")]
+    assert error.id == "postbacks.E002" and "WORKER_STALL_SECONDS=20" in error.msg
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"POSTBACK_CONNECT_TIMEOUT": "20", "POSTBACK_TOTAL_TIMEOUT": "10"}, "part of the total deadline"),
+        ({"POSTBACK_READ_TIMEOUT": "10"}, "Set POSTBACK_TOTAL_TIMEOUT"),
+        ({"POSTBACK_MAX_IN_FLIGHT_PER_ACCOUNT": "32"}, "could hold every sending thread"),
+        ({"POSTBACK_SEND_THREADS": "8", "POSTBACK_MAX_IN_FLIGHT_PER_ACCOUNT": "8"}, "must be below"),
+    ],
+)
+def test_start_up_refuses_impossible_delivery_settings(tmp_path, env, message):
+    from tests.project.test_settings import start
+
+    result = start(tmp_path, SECRET_KEY="x" * 50, **env)
+    assert result.returncode != 0 and message in result.stderr, result.stderr[-500:]
+
+
+@pytest.mark.django_db(transaction=True)  # the first claim's request runs in a thread of its own
+def test_a_request_that_outlived_its_claim_is_dropped_not_recorded_over_the_new_owner(
+    app, postback, receiver, frozen, caplog
+):
+    receiver.replies = [Reply(delay=1)]  # the first request is slow; the new owner's is not
+    ingest(app)
+    first = deliveries_claim(limit=10)
+    result: dict = {}
+
+    def send_first_claim():
+        try:
+            result["counts"] = deliveries_send(claim=first)
+        except Exception as error:  # the old code: IntegrityError on the attempt number
+            result["error"] = error
+        finally:
+            db.connections.close_all()
+
+    thread = threading.Thread(target=send_first_claim)
+    with caplog.at_level(logging.WARNING, logger="postbacks.delivery"):
+        thread.start()
+        receiver.wait_for(1)  # in flight...
+        outlive(first, frozen)  # ...past its lease: the row is claimed again and delivered
+        second = deliveries_claim(limit=10)
+        assert second.ids == first.ids
+        assert deliveries_send(claim=second) == {"delivered": 1}
+        thread.join(timeout=10)
+    assert result == {"counts": {"claim_lost": 1}}
+    delivery = Delivery.objects.get()
+    assert (delivery.status, delivery.attempts) == ("delivered", 1)
+    assert list(delivery.attempt_log.values_list("number", "outcome")) == [(1, "delivered")]
+    [warning] = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert "claimed again" in warning.getMessage() and warning.delivery_id == str(delivery.delivery_id)
+
+
+# --- one account's slow partners do not starve another account -------------------------------
+
+
+def staggered(slow: Receiver, first: float) -> None:
+    """Slow answers, 0.3 s apart by path (/a first): on SQLite's in-memory test database two
+    threads recording at the same moment would find the table locked."""
+    slow.reply_for = lambda request: Reply(delay=first + 0.3 * "abc".index(request.path[1]))
+
+
+def wait_recorded(count: int) -> None:
+    """Stragglers record themselves from their threads: wait for them (or the test's data
+    would be flushed under them)."""
+    deadline = time.monotonic() + 10
+    while Attempt.objects.count() < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_account_holds_at_most_its_share_of_requests_and_the_others_go_out(app, other_app, allow_private, settings):
+    settings.POSTBACK_MAX_IN_FLIGHT_PER_ACCOUNT = 2
+    with Receiver() as slow, Receiver() as fast:
+        staggered(slow, first=1)
+        for path in ("/a", "/b", "/c"):
+            factories.make_custom_postback(app, url=slow.url + path, retry_attempts=2)
+        factories.make_custom_postback(other_app, url=fast.url + "/b", retry_attempts=2)
+        ingest(app)
+        ingest(other_app)
+        started = time.monotonic()
+        counts = deliveries_send(claim=deliveries_claim(limit=10), wait_seconds=0.5)
+        assert time.monotonic() - started < 1  # the worker did not wait for the slow requests
+        assert counts == {"still_sending": 2, "deferred": 1, "delivered": 1}
+        wait_recorded(3)
+    waiting = Delivery.objects.get(attempts=0)
+    assert waiting.app == app and waiting.status == Delivery.Status.SCHEDULED and waiting.deferrals == 1
+    assert Delivery.objects.get(app=other_app).status == Delivery.Status.DELIVERED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_destination_holds_at_most_its_share_of_requests(app, allow_private, settings):
+    settings.POSTBACK_MAX_IN_FLIGHT_PER_DESTINATION = 1
+    with Receiver() as slow, Receiver() as fast:
+        slow.default = Reply(delay=1)
+        factories.make_custom_postback(app, url=slow.url + "/a", retry_attempts=2)
+        factories.make_custom_postback(app, url=slow.url + "/b", retry_attempts=2)
+        factories.make_custom_postback(app, url=fast.url + "/c", retry_attempts=2)
+        ingest(app)
+        counts = deliveries_send(claim=deliveries_claim(limit=10), wait_seconds=0.5)
+        assert counts == {"still_sending": 1, "deferred": 1, "delivered": 1}
+        wait_recorded(2)
+    assert Delivery.objects.get(attempts=0).url.startswith(slow.url)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_whose_threads_all_wait_on_slow_requests_defers_the_rest_rather_than_wait(
+    app, other_app, allow_private, settings
+):
+    settings.POSTBACK_SEND_THREADS = 3
+    settings.POSTBACK_MAX_IN_FLIGHT_PER_ACCOUNT = 2
+    with Receiver() as slow, Receiver() as fast:
+        staggered(slow, first=1.5)
+        factories.make_custom_postback(app, url=slow.url + "/a", retry_attempts=2)
+        factories.make_custom_postback(app, url=slow.url + "/b", retry_attempts=2)
+        factories.make_custom_postback(other_app, url=slow.url + "/c", retry_attempts=2)
+        ingest(app)
+        ingest(other_app)
+        factories.make_custom_postback(other_app, url=fast.url + "/d", retry_attempts=2)
+        ingest(other_app, "e2")  # due after the three slow ones: every thread is taken by then
+        started = time.monotonic()
+        counts = deliveries_send(claim=deliveries_claim(limit=10), wait_seconds=0.5)
+        assert time.monotonic() - started < 1.2  # not the 1.5 s of a slow request
+        assert counts == {"still_sending": 3, "deferred": 2}  # e2's two postbacks
+        wait_recorded(3)
+    back = Delivery.objects.filter(attempts=0)
+    assert back.count() == 2 and {delivery.status for delivery in back} == {"scheduled"}
+    assert all(delivery.due_at - delivery.created_at < timedelta(seconds=5) for delivery in back)
