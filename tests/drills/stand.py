@@ -17,12 +17,13 @@ from tests.receiver import Receiver
 
 API_KEY = "pbk_drill_key_0123456789abcdefghij"
 
-# Short timeouts keep a killed worker's lease short (one wave of 0.25 s slot wait + 1 s + 3 s,
-# plus 10 s margin and 10 s queue allowance: 24 s), so a drill recovers in seconds, not minutes.
+# A short deadline keeps a killed worker's lease short (5 s to hand a batch out, 0.25 s slot
+# wait, the 3 s deadline, plus 10 s margin and 10 s queue allowance: 28 s), so a drill
+# recovers in seconds, not minutes.
 DRILL_SETTINGS = {
     "POSTBACK_BATCH_SIZE": "20",
     "POSTBACK_CONNECT_TIMEOUT": "1",
-    "POSTBACK_READ_TIMEOUT": "3",
+    "POSTBACK_TOTAL_TIMEOUT": "3",
     "Q_WORKERS": "2",
     "LOG_FORMAT": "json",
     "WORKER_STALL_SECONDS": "10",
