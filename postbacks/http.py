@@ -227,8 +227,9 @@ os.register_at_fork(after_in_child=_watchdog_after_fork)
 class _Limit:
     """The in-flight slots of one destination or one account, and what its requests lately took."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, *, judged_by_pace: bool) -> None:
         self.capacity = capacity
+        self.judged_by_pace = judged_by_pace
         self.slots = threading.BoundedSemaphore(capacity)
         self.lock = threading.Lock()
         self.in_flight = 0
@@ -258,9 +259,12 @@ class _Limit:
         self.slots.release()
 
     def slow(self) -> bool:
-        """Slow: its requests have lately taken over SLOW_REQUEST seconds on average, or it has
-        requests in flight and none of them ended for QUIET_LIMIT (it began to hang)."""
-        return self.pace > SLOW_REQUEST or (self.in_flight > 0 and pace_clock() - self.heard_from > QUIET_LIMIT)
+        """Slow: it has requests in flight and none of them ended for QUIET_LIMIT (it began to
+        hang), or, for a destination, its requests have lately taken over SLOW_REQUEST seconds
+        on average. An account's average mixes its partners: one hanging partner beside a fast
+        one would make it look slow while its fast requests free a slot every few milliseconds."""
+        quiet = self.in_flight > 0 and pace_clock() - self.heard_from > QUIET_LIMIT
+        return quiet or (self.judged_by_pace and self.pace > SLOW_REQUEST)
 
 
 _limits: dict[tuple[str, str, int], _Limit] = {}
@@ -277,7 +281,7 @@ def _limit(kind: str, key: str) -> _Limit:
     limit = _limits.get(name)
     if limit is None:
         with _limits_lock:
-            limit = _limits.setdefault(name, _Limit(capacity))
+            limit = _limits.setdefault(name, _Limit(capacity, judged_by_pace=kind == "destination"))
     return limit
 
 

@@ -1,6 +1,7 @@
 """The one outgoing HTTP module refuses private destinations when the socket is opened,
 whatever form the address takes, and whatever a name resolves to at that moment."""
 
+import threading
 import time
 import uuid
 
@@ -182,3 +183,19 @@ def test_the_deadline_leaves_a_prompt_answer_alone(receiver, settings):
         assert (exchange.status, exchange.body, exchange.error) == (200, "ok", "")
     time.sleep(1.2)  # past the deadlines: nothing is cut afterwards
     assert http.send(method="GET", url=receiver.url + "/in", headers={}, body="").status == 200
+
+
+def test_an_account_with_one_hanging_partner_still_waits_briefly_for_its_fast_ones(settings):
+    settings.POSTBACK_MAX_IN_FLIGHT_PER_ACCOUNT = 2
+    account = uuid.uuid4().hex
+    hanging, fast = f"{uuid.uuid4().hex}.example:80", f"{uuid.uuid4().hex}.example:80"
+    take(hanging, account=account).release(seconds=10.0)  # the account's average is now 10 s
+    held = [take(hanging, account=account), take(fast, account=account)]
+    try:
+        threading.Timer(0.1, held.pop().release, kwargs={"seconds": 0.01}).start()  # the fast one answers
+        started = time.monotonic()
+        slot = take(fast, account=account, timeout=1)  # not refused for the hanging partner's pace
+        assert isinstance(slot, http.Slots) and 0.05 < time.monotonic() - started < 0.5
+        held.append(slot)
+    finally:
+        release_all(held)
