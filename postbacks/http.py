@@ -331,13 +331,22 @@ def slots_take(*, destination: str, account: str | None, timeout: float) -> Slot
     return Slots(held)
 
 
+class _NoSlot(Exception):
+    """Every slot of the destination stayed taken for as long as a whole attempt may last."""
+
+
 @contextmanager
 def _destination_slot(url: str, *, held: bool):
     if held:  # the caller took it with slots_take
         yield
         return
-    limit = _limit("destination", host_of(url))
-    limit.slots.acquire()
+    destination = host_of(url)
+    limit = _limit("destination", destination)
+    total = settings.POSTBACK_TOTAL_TIMEOUT
+    if not limit.slots.acquire(timeout=total):
+        taken = settings.POSTBACK_MAX_IN_FLIGHT_PER_DESTINATION
+        plural = "request" if taken == 1 else "requests"
+        raise _NoSlot(f"Not sent: {taken} {plural} to {destination} already in flight for {total:g} s")
     with limit.lock:
         limit.in_flight += 1
     try:
@@ -379,8 +388,8 @@ def send(*, method: str, url: str, headers: dict[str, str], body: str, slot_held
     """Send one request; never raises for network trouble, never follows a redirect, never
     takes longer than POSTBACK_TOTAL_TIMEOUT from connecting to the last byte of the response
     (nor POSTBACK_CONNECT_TIMEOUT to connect). At most POSTBACK_MAX_IN_FLIGHT_PER_DESTINATION
-    requests per host are in flight in a process: this waits for a slot unless the caller
-    holds one already (`slot_held`, see slots_take)."""
+    requests per host are in flight in a process: this waits for a slot (at most
+    POSTBACK_TOTAL_TIMEOUT) unless the caller holds one already (`slot_held`, see slots_take)."""
     started = time.monotonic()
 
     def elapsed() -> int:
@@ -419,6 +428,8 @@ def send(*, method: str, url: str, headers: dict[str, str], body: str, slot_held
                 deadline.finish()
             if deadline.expired:  # the response may look whole: the watchdog cut it short
                 return Exchange(duration_ms=elapsed(), error=timed_out, timed_out=True)
+    except _NoSlot as busy:
+        return Exchange(duration_ms=elapsed(), error=str(busy), timed_out=True)
     except (requests.RequestException, Urllib3Error, OSError) as error:
         if deadline is not None and deadline.expired:
             return Exchange(duration_ms=elapsed(), error=timed_out, timed_out=True)

@@ -199,3 +199,27 @@ def test_an_account_with_one_hanging_partner_still_waits_briefly_for_its_fast_on
         held.append(slot)
     finally:
         release_all(held)
+
+
+def test_a_request_waits_for_its_destination_slot_no_longer_than_the_deadline(receiver, settings):
+    """A test postback (sent from the web process, holding no slot) to a destination whose slots
+    the workers' requests all hold: it gives up after the deadline instead of waiting forever."""
+    settings.POSTBACK_ALLOW_PRIVATE_DESTINATIONS = True
+    settings.POSTBACK_TOTAL_TIMEOUT = 1
+    settings.POSTBACK_MAX_IN_FLIGHT_PER_DESTINATION = 1
+    destination = http.host_of(receiver.url)
+    held = take(destination)
+    try:
+        outcome: list = []
+        sender = threading.Thread(
+            target=lambda: outcome.append(http.send(method="GET", url=receiver.url + "/in", headers={}, body=""))
+        )
+        sender.start()
+        sender.join(timeout=3)
+        assert not sender.is_alive(), "still waiting for a slot"
+    finally:
+        held.release()
+    (exchange,) = outcome
+    assert exchange.status is None and exchange.timed_out
+    assert exchange.error == f"Not sent: 1 request to {destination} already in flight for 1 s"
+    assert not receiver.received
