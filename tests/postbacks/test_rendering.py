@@ -291,3 +291,16 @@ def test_reply_rules_choose_retried_and_permanent_statuses_and_429_honours_retry
         Delivery.Status.FAILED,
         "HTTP 503: the receiver refused it, not retried",
     )
+
+
+def test_a_value_the_template_cannot_convert_is_left_out_and_listed_under_the_preview(app, json_partner, client):
+    PartnerTemplate.objects.filter(partner=json_partner.partner, event="install").update(
+        encoding="json", body={"n": {"$macro": "app_name", "type": "integer"}, "ok": "{app_name}"}
+    )
+    json_partner.refresh_from_db()
+    request = render_postback(configuration=json_partner, values=sample_values(configuration=json_partner))
+    assert json.loads(request.body) == {"ok": app.name}
+    assert request.problems == (f'body.n: "{app.name}" is not an integer',)
+    client.force_login(get_user_model().objects.create_superuser(username="root", password="pw-root"))
+    html = client.get(reverse("admin:postbacks_postbackconfiguration_change", args=[json_partner.pk])).content.decode()
+    assert "body.n: &quot;Rocket&quot; is not an integer" in html
