@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -74,6 +75,8 @@ def spec_problems(spec: Any, *, path: str, field_names: Iterable[str] = ()) -> l
 def _check(spec: Any, path: str, fields: set[str], problems: list[str]) -> None:
     if isinstance(spec, str):
         problems.extend(f"{path}: {problem}" for problem in template_problems(spec, field_names=fields))
+    elif isinstance(spec, float) and not math.isfinite(spec):
+        problems.append(f"{path}: {spec} is not a number JSON can carry")
     elif spec is None or isinstance(spec, (bool, int, float)):
         return
     elif isinstance(spec, list):
@@ -301,7 +304,7 @@ def _render_spec_object(spec: dict, path: str, rendering: _Rendering) -> Any:
         for name in spec.get("transforms", []):
             try:
                 value = _TRANSFORMS[name](value)
-            except (ValueError, TypeError, OverflowError):
+            except (ValueError, TypeError, OverflowError, OSError):  # OSError: a time out of the platform's range
                 rendering.problems.append(f"{path}: cannot apply {name} to {_shown(value, spec)}")
                 value = ABSENT
                 break
@@ -352,7 +355,7 @@ def _to_integer(value: Any) -> int:
     if isinstance(value, bool):
         return int(value)
     number = Decimal(str(value).strip())
-    if number != number.to_integral_value():
+    if not number.is_finite() or number != number.to_integral_value():
         raise ValueError("not whole")
     return int(number)
 
@@ -363,7 +366,12 @@ def _to_number(value: Any) -> int | float:
     number = Decimal(str(value).strip())
     if not number.is_finite():
         raise ValueError("not finite")
-    return int(number) if number == number.to_integral_value() and "." not in str(value) else float(number)
+    if number == number.to_integral_value() and "." not in str(value):
+        return int(number)
+    result = float(number)
+    if not math.isfinite(result):  # 1e400: JSON has no infinity
+        raise ValueError("out of range")
+    return result
 
 
 _TRUE = {"1", "true", "yes"}

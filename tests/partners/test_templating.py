@@ -5,13 +5,15 @@ import json
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from partners.macros import MACRO_NAMES
 from partners.templating import (
     ABSENT,
     HEADER_VALUE,
+    TRANSFORMS,
+    TYPES,
     render_request,
     render_value,
     reply_verdict,
@@ -85,6 +87,7 @@ def test_types(spec, expected):
         ({"$macro": "revenue", "type": "integer"}, 'v: "4.99" is not an integer'),
         ({"$const": "maybe", "type": "boolean"}, 'v: "maybe" is not a boolean'),
         ({"$const": "NaN", "type": "number"}, 'v: "NaN" is not a number'),
+        ({"$const": "1.5e400", "type": "number"}, 'v: "1.5e400" is not a number'),  # JSON has no infinity
         ({"$macro": "app_id", "transforms": ["unix_seconds"]}, 'v: cannot apply unix_seconds to "com.example.game"'),
         ({"$macro": "fields.token", "type": "integer"}, "v: the value is not an integer"),  # a secret is never quoted
     ],
@@ -507,3 +510,21 @@ def test_no_macro_value_can_break_a_url_a_body_or_a_header(values, encoding):
     # Headers: a value that would break the header block is never sent.
     for header_value in sent.headers.values():
         assert HEADER_VALUE.match(header_value) and "\r" not in header_value and "\n" not in header_value
+
+
+@settings(max_examples=300, deadline=None)
+@example(raw="1.5e400", transforms=[], kind="number")
+@given(
+    raw=hostile
+    | st.sampled_from(
+        ["1e400", "1.5e400", "-1e400", "9" * 40, "1795435200.5", "NaN", "Infinity", "2026-13-45T99:00:00Z"]
+    ),
+    transforms=st.lists(st.sampled_from(list(TRANSFORMS)), max_size=3),
+    kind=st.sampled_from([None, *TYPES]),
+)
+def test_no_value_makes_a_transform_or_a_type_raise_or_give_invalid_json(raw, transforms, kind):
+    spec = {"$macro": "event_value", "transforms": transforms} | ({"type": kind} if kind else {})
+    result, problems = render_value({"v": spec}, {"event_value": raw})
+    if result is not ABSENT:
+        json.loads(json.dumps(result, allow_nan=False))  # valid JSON: no NaN or infinity
+    assert all(problem.startswith("v: ") for problem in problems)
