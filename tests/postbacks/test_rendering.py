@@ -6,6 +6,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from events.services import EventInput
@@ -304,3 +306,13 @@ def test_a_value_the_template_cannot_convert_is_left_out_and_listed_under_the_pr
     client.force_login(get_user_model().objects.create_superuser(username="root", password="pw-root"))
     html = client.get(reverse("admin:postbacks_postbackconfiguration_change", args=[json_partner.pk])).content.decode()
     assert "body.n: &quot;Rocket&quot; is not an integer" in html
+
+
+def test_the_reply_rules_of_a_batch_are_read_in_one_query(app, json_partner, receiver):
+    with clock.frozen(T0):
+        for number in range(3):
+            _ingest(app, event_id=f"e{number}")
+        with CaptureQueriesContext(connection) as queries:
+            _send()
+    assert Delivery.objects.filter(status=Delivery.Status.DELIVERED).count() == 3
+    assert sum("partners_partnertemplate" in query["sql"] for query in queries.captured_queries) == 1
