@@ -472,6 +472,11 @@ def render_request(
         text = json.dumps({} if value is ABSENT else value, separators=(",", ":"))
         sent_headers["Content-Type"] = "application/json"
     for name, value in _pairs(headers, "headers", rendering):
+        # Whitespace around a field value is not part of it (RFC 9110, 5.5), and requests
+        # refuses a value that starts with it.
+        value = value.strip(" \t")
+        if value == "":
+            continue
         if HEADER_VALUE.match(value):
             sent_headers[name] = value
         else:

@@ -435,6 +435,7 @@ def test_validation_errors_name_their_path():
         "body.data[0].f.$first[1]: {fields.missing} names no network-specific field of this partner "
         "(known: app_id, token).",
     ]
+    assert spec_problems({"x": float("inf")}, path="body") == ["body.x: inf is not a number JSON can carry"]
 
 
 def test_a_whole_template_is_checked_part_by_part():
@@ -474,6 +475,8 @@ hostile = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=
 
 
 @settings(max_examples=150, deadline=None)
+@example(values={"user_agent": " Dalvik/2.1.0", "ip": "\t"}, encoding="query")
+@example(values={"user_agent": "evil\r\nX-Injected: 1", "ip": "é"}, encoding="json")
 @given(
     values=st.dictionaries(st.sampled_from(sorted(MACRO_NAMES)), hostile, max_size=12),
     encoding=st.sampled_from(["query", "form", "json"]),
@@ -510,6 +513,7 @@ def test_no_macro_value_can_break_a_url_a_body_or_a_header(values, encoding):
     # Headers: a value that would break the header block is never sent.
     for header_value in sent.headers.values():
         assert HEADER_VALUE.match(header_value) and "\r" not in header_value and "\n" not in header_value
+        assert header_value == header_value.strip() != ""  # requests refuses leading whitespace
 
 
 @settings(max_examples=300, deadline=None)
