@@ -316,3 +316,18 @@ def test_the_reply_rules_of_a_batch_are_read_in_one_query(app, json_partner, rec
             _send()
     assert Delivery.objects.filter(status=Delivery.Status.DELIVERED).count() == 3
     assert sum("partners_partnertemplate" in query["sql"] for query in queries.captured_queries) == 1
+
+
+def test_the_test_page_masks_a_secret_header_and_reads_the_reply_by_the_templates_rules(
+    app, json_partner, receiver, client, manager
+):
+    PartnerTemplate.objects.filter(partner=json_partner.partner, event="install").update(
+        reply={"checks": [{"path": "install", "equals": False, "outcome": "not_chargeable"}]}
+    )
+    receiver.default = Reply(status=200, body='{"status": "ok", "install": false}')
+    client.force_login(manager)
+    url = reverse("admin:postbacks_postbackconfiguration_send_test", args=[json_partner.pk])
+    page = client.post(url).content.decode()
+    assert receiver.wait_for(1)[0].headers["access-token"] == TOKEN
+    assert "Access-Token: ••••" in page and TOKEN not in page
+    assert "Delivered" in page and "not chargeable (install = false)" in page
