@@ -16,7 +16,18 @@ class PartnerFieldInline(admin.TabularInline):
 class PartnerTemplateInline(admin.StackedInline):
     model = PartnerTemplate
     extra = 0
-    fields = ["event", "method", "url_template", "body_format", "parameters", "event_name_map"]
+    fields = [
+        "event",
+        "method",
+        "url_template",
+        "encoding",
+        "query",
+        "body",
+        "headers",
+        "reply",
+        "source",
+        "event_name_map",
+    ]
 
 
 @admin.register(Partner)

@@ -13,11 +13,37 @@ from pathlib import Path
 from django.apps import apps as django_apps
 from django.db import transaction
 
+from partners.templating import template_spec_problems
+
 CATALOGUE_FILE = Path(__file__).with_name("catalogue.json")
 
 
 def catalogue_read(*, path: Path = CATALOGUE_FILE) -> list[dict]:
     return json.loads(path.read_text())["partners"]
+
+
+class CatalogueError(ValueError):
+    """The catalogue file holds a template the language refuses; nothing was written."""
+
+
+def catalogue_problems(*, entries: list[dict]) -> list[str]:
+    """Every problem of the catalogue's templates, each named by partner, event and path."""
+    problems = []
+    for entry in entries:
+        field_names = {field["name"] for field in entry.get("fields", [])}
+        for template in entry.get("templates", []):
+            errors = template_spec_problems(
+                url_template=template.get("url_template", ""),
+                encoding=template.get("encoding", "query"),
+                query=template.get("query", {}),
+                body=template.get("body", {}),
+                headers=template.get("headers", {}),
+                reply=template.get("reply", {}),
+                field_names=field_names,
+            )
+            for messages in errors.values():
+                problems.extend(f"{entry.get('slug')} · {template.get('event')}: {message}" for message in messages)
+    return problems
 
 
 @transaction.atomic
@@ -26,8 +52,12 @@ def catalogue_sync(*, entries: list[dict] | None = None, apps_registry=django_ap
     partner_model = apps_registry.get_model("partners", "Partner")
     field_model = apps_registry.get_model("partners", "PartnerField")
     template_model = apps_registry.get_model("partners", "PartnerTemplate")
+    entries = catalogue_read() if entries is None else entries
+    problems = catalogue_problems(entries=entries)
+    if problems:
+        raise CatalogueError("The partner catalogue is not valid:\n" + "\n".join(problems))
     counts = {"partners": 0, "fields": 0, "templates": 0}
-    for entry in catalogue_read() if entries is None else entries:
+    for entry in entries:
         partner, _ = partner_model.objects.update_or_create(
             slug=entry["slug"],
             defaults={
@@ -63,8 +93,12 @@ def catalogue_sync(*, entries: list[dict] | None = None, apps_registry=django_ap
                 defaults={
                     "method": template.get("method", "GET"),
                     "url_template": template["url_template"],
-                    "body_format": template.get("body_format", "query"),
-                    "parameters": template.get("parameters", {}),
+                    "encoding": template.get("encoding", "query"),
+                    "query": template.get("query", {}),
+                    "body": template.get("body", {}),
+                    "headers": template.get("headers", {}),
+                    "reply": template.get("reply", {}),
+                    "source": template.get("source", ""),
                     "event_name_map": template.get("event_name_map", {}),
                 },
             )

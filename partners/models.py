@@ -12,7 +12,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
-from partners.macros import ANY_POST_INSTALL_EVENT, template_problems, url_authority_problem
+from partners.macros import ANY_POST_INSTALL_EVENT
+from partners.templating import template_spec_problems
 
 
 class Partner(models.Model):
@@ -92,14 +93,16 @@ class PartnerField(models.Model):
 
 
 class PartnerTemplate(models.Model):
-    """How one event is sent to a certified partner."""
+    """How one event is sent to a certified partner, in the template language of
+    partners/templating.py (docs/partner-templates.md): declarative data, never code."""
 
     class Method(models.TextChoices):
         GET = "GET", "GET"
         POST = "POST", "POST"
 
-    class BodyFormat(models.TextChoices):
-        QUERY = "query", "Query string"
+    class Encoding(models.TextChoices):
+        QUERY = "query", "Query string (body parameters in the URL)"
+        FORM = "form", "Form (application/x-www-form-urlencoded body)"
         JSON = "json", "JSON body"
 
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="templates")
@@ -109,14 +112,34 @@ class PartnerTemplate(models.Model):
     )
     method = models.CharField(max_length=8, choices=Method.choices, default=Method.GET)
     url_template = models.CharField(
-        max_length=2000, help_text="Endpoint; may hold {macro} and {fields.<name>} placeholders."
+        "URL",
+        max_length=2000,
+        help_text="Endpoint; may hold {macro} and {fields.<name>} placeholders in its path and query only.",
     )
-    body_format = models.CharField(max_length=8, choices=BodyFormat.choices, default=BodyFormat.QUERY)
-    parameters = models.JSONField(
+    encoding = models.CharField(max_length=8, choices=Encoding.choices, default=Encoding.QUERY)
+    query = models.JSONField(
         default=dict,
         blank=True,
-        help_text='Partner parameter name → value template, e.g. {"gaid": "{adid}", "app": "{fields.app_id}"}.',
+        help_text="Parameters always sent in the URL, whatever the encoding: name → value spec.",
     )
+    body = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="A value spec; for the query and form encodings an object of name → spec, e.g. "
+        '{"gaid": "{adid}", "ts": {"$macro": "event_time", "transforms": ["unix_ms"]}}.',
+    )
+    headers = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Header name → value spec, e.g. {"Access-Token": "{fields.access_token}"}.',
+    )
+    reply = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='How to read the reply: {"retry": [429, "5xx"], "fail": [...], "checks": '
+        '[{"path": "code", "not_equals": 0, "outcome": "failed", "message_path": "message"}]}.',
+    )
+    source = models.URLField(max_length=500, blank=True, help_text="The partner's documentation of this request.")
     event_name_map = models.JSONField(
         default=dict,
         blank=True,
@@ -131,26 +154,19 @@ class PartnerTemplate(models.Model):
         return f"{self.partner} · {self.event}"
 
     def clean(self) -> None:
-        errors: dict[str, list[str]] = {}
-        if not self.url_template.startswith(("https://", "http://")):
-            errors.setdefault("url_template", []).append("The endpoint must start with https:// or http://.")
-        authority_problem = url_authority_problem(self.url_template)
-        if authority_problem:
-            errors.setdefault("url_template", []).append(authority_problem)
-        if not isinstance(self.parameters, dict) or not all(
-            isinstance(key, str) and isinstance(value, str) for key, value in self.parameters.items()
-        ):
-            errors.setdefault("parameters", []).append("Give an object of parameter name → value template strings.")
+        field_names = set(self.partner.fields.values_list("name", flat=True)) if self.partner_id else set()
+        errors = template_spec_problems(
+            url_template=self.url_template,
+            encoding=self.encoding,
+            query=self.query,
+            body=self.body,
+            headers=self.headers,
+            reply=self.reply,
+            field_names=field_names,
+        )
         if not isinstance(self.event_name_map, dict) or not all(
             isinstance(key, str) and isinstance(value, str) for key, value in self.event_name_map.items()
         ):
             errors.setdefault("event_name_map", []).append("Give an object of event name → partner event name.")
-        if not errors and self.partner_id:
-            field_names = set(self.partner.fields.values_list("name", flat=True))
-            for problem in template_problems(self.url_template, field_names=field_names):
-                errors.setdefault("url_template", []).append(problem)
-            for key, value in self.parameters.items():
-                for problem in template_problems(value, field_names=field_names):
-                    errors.setdefault("parameters", []).append(f"{key}: {problem}")
         if errors:
             raise ValidationError(errors)

@@ -20,6 +20,7 @@ from postbacks.selectors import WINDOWS, delivery_stats
 from postbacks.sending import (
     deliveries_resend,
     mask,
+    masked_headers,
     postback_send_test,
     secret_values,
     secret_values_of,
@@ -169,12 +170,12 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
             if sent is None
             else mask(
                 f"{sent.method} {sent.url}\n"
-                + "\n".join(f"{name}: {value}" for name, value in sent.headers.items())
+                + "\n".join(f"{name}: {value}" for name, value in masked_headers(sent.headers, secrets).items())
                 + (f"\n\n{_pretty(sent.body)}" if sent.body else ""),
                 secrets,
             ),
             "exchange": exchange,
-            "verdict": verdict_for(exchange) if exchange else None,
+            "verdict": verdict_for(exchange, configuration=configuration) if exchange else None,
             "response_headers": ""
             if exchange is None
             else "\n".join(f"{name}: {value}" for name, value in exchange.headers.items()),
@@ -192,17 +193,21 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
             rendered = render_postback(configuration=postback, values=sample_values(configuration=postback))
         except RenderError as error:
             return format_html('<p class="errornote">{}</p>', str(error))
+        secrets = secret_values_of(postback)
         body = rendered.body
         if rendered.headers.get("Content-Type") == "application/json" and body:
             body = json.dumps(json.loads(body), indent=2)
-        headers = "\n".join(f"{name}: {value}" for name, value in rendered.headers.items())
-        text = (
-            f"{rendered.method} {rendered.url}" + (f"\n{headers}" if headers else "") + (f"\n\n{body}" if body else "")
+        headers = "\n".join(f"{name}: {value}" for name, value in masked_headers(rendered.headers, secrets).items())
+        text = mask(
+            f"{rendered.method} {rendered.url}" + (f"\n{headers}" if headers else "") + (f"\n\n{body}" if body else ""),
+            secrets,
         )
+        problems = format_html_join("", '<li class="errornote">{}</li>', ((problem,) for problem in rendered.problems))
         return format_html(
-            '<pre style="white-space: pre-wrap; word-break: break-all">{}</pre>'
-            "<p>Sample values; the delivery log will show each real request.</p>",
+            '<pre style="white-space: pre-wrap; word-break: break-all">{}</pre>{}'
+            "<p>Sample values, secrets masked; the delivery log will show each real request.</p>",
             text,
+            format_html("<ul>{}</ul>", problems) if rendered.problems else "",
         )
 
 
@@ -476,6 +481,6 @@ class DeliveryAdmin(ScopedModelAdmin):
         if not delivery.url:
             return "—"
         secrets = secret_values(delivery)
-        headers = "\n".join(f"{name}: {value}" for name, value in delivery.headers.items())
+        headers = "\n".join(f"{name}: {value}" for name, value in masked_headers(delivery.headers, secrets).items())
         text = f"{delivery.method} {mask(delivery.url, secrets)}\n{headers}\n\n{_pretty(mask(delivery.body, secrets))}"
         return _pre(text.strip())

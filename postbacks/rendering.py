@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-from partners.macros import ATTRIBUTION_MACRO_NAMES, FIELD_PREFIX, PLACEHOLDER, SAMPLE_VALUES, url_authority_problem
+from partners.macros import ATTRIBUTION_MACRO_NAMES, FIELD_PREFIX, SAMPLE_VALUES, url_authority_problem
+from partners.templating import append_query, fill_placeholders, render_request
 from postbacks.models import PostbackConfiguration
 from postbacks.signing import signing_problems
+
+logger = logging.getLogger("postbacks.rendering")
 
 
 class RenderError(Exception):
@@ -21,25 +24,7 @@ class RenderedRequest:
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     body: str = ""
-
-
-def fill_placeholders(text: str, values: dict[str, str], *, url_encode: bool) -> str:
-    """Replace {name} placeholders; in URLs every value is encoded so it cannot add parameters."""
-
-    def replace(match) -> str:
-        value = str(values.get(match.group(1), "") or "")
-        return quote(value, safe="") if url_encode else value
-
-    return PLACEHOLDER.sub(replace, text)
-
-
-def append_query(url: str, params: list[tuple[str, str]]) -> str:
-    if not params:
-        return url
-    parts = urlsplit(url)
-    query = "&".join(part for part in (parts.query, urlencode(params)) if part)
-    # The fragment is never sent over HTTP, so it is dropped rather than left after the query.
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+    problems: tuple[str, ...] = ()  # values a certified template left out (see partners/templating.py)
 
 
 def shareable_values(*, configuration: PostbackConfiguration, values: dict[str, str]) -> dict[str, str]:
@@ -88,6 +73,15 @@ def _render_custom(configuration: PostbackConfiguration, values: dict[str, str])
     return RenderedRequest(method="GET", url=append_query(url, selected))
 
 
+def reply_rules_of(configuration: PostbackConfiguration) -> dict | None:
+    """How to read the replies to this configuration's postbacks: its partner template's rules."""
+    partner_configuration = configuration.partner_configuration
+    if configuration.kind != PostbackConfiguration.Kind.CERTIFIED or partner_configuration is None:
+        return None
+    template = partner_configuration.partner.template_for_event(configuration.fires_on)
+    return template.reply if template is not None else None
+
+
 def _render_certified(configuration: PostbackConfiguration, values: dict[str, str]) -> RenderedRequest:
     partner_configuration = configuration.partner_configuration
     if partner_configuration is None:
@@ -106,18 +100,22 @@ def _render_certified(configuration: PostbackConfiguration, values: dict[str, st
     )
     for name, value in (partner_configuration.field_values or {}).items():
         context[FIELD_PREFIX + name] = value
-    url = fill_placeholders(template.url_template, context, url_encode=True)
-    params = [
-        (name, fill_placeholders(value, context, url_encode=False)) for name, value in template.parameters.items()
-    ]
-    if template.body_format == template.BodyFormat.JSON:
-        return RenderedRequest(
-            method=template.method,
-            url=url,
-            headers={"Content-Type": "application/json"},
-            body=json.dumps(dict(params), separators=(",", ":")),
-        )
-    return RenderedRequest(method=template.method, url=append_query(url, params))
+    request = render_request(
+        method=template.method,
+        url_template=template.url_template,
+        encoding=template.encoding,
+        query=template.query,
+        body=template.body,
+        headers=template.headers,
+        context=context,
+    )
+    for problem in request.problems:
+        # A value the template could not convert is left out of the request: said here, and
+        # in the preview, rather than sent wrong.
+        logger.warning("%s's %s template: %s", partner, template.event, problem)
+    return RenderedRequest(
+        method=request.method, url=request.url, headers=request.headers, body=request.body, problems=request.problems
+    )
 
 
 def sample_values(*, configuration: PostbackConfiguration) -> dict[str, str]:

@@ -3,7 +3,8 @@
 Retry schedule (docs/delivery.md): retry n waits RETRY_SCHEDULE[n-1] seconds ±20 % jitter.
 A Retry-After header is honoured between once and twice that wait; a 429 waits at least 60 s.
 Timeouts, connection errors, 408, 429 and 5xx are retried; any other status (3xx, 4xx)
-and a refused destination fail at once.
+and a refused destination fail at once. A certified partner's template may say otherwise
+(its reply rules: partners/templating.py, reply_verdict).
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from urllib.parse import quote
 from django import db
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Min, Q
+from django.db.models import F, Min, Q, prefetch_related_objects
 
+from partners.templating import reply_verdict
 from postbacks import http
 from postbacks.models import Attempt, Delivery, PostbackConfiguration
-from postbacks.rendering import RenderedRequest, render_postback, sample_values
+from postbacks.rendering import RenderedRequest, render_postback, reply_rules_of, sample_values
 from postbacks.signing import signed_headers
 from project import clock, metrics
 from project.bulk import json_value, rows_insert
@@ -47,7 +49,6 @@ HAND_OUT_LIMIT = 5.0  # seconds a task may spend handing its batch to threads; w
 STRAGGLER_WAIT = 0.25  # a request running this long is left to record itself; the task moves on
 LEASE_MARGIN = timedelta(seconds=10)  # for the database writes after the last request
 QUEUE_ALLOWANCE = timedelta(seconds=10)  # a claim taken up within this needs no second lease
-RETRYABLE_STATUSES = {408, 429}
 MASK = "••••"
 SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "x-api-key"}
 
@@ -58,19 +59,19 @@ class Verdict:
     message: str
 
 
-def verdict_for(exchange: http.Exchange) -> Verdict:
+def verdict_for(exchange: http.Exchange, *, configuration: PostbackConfiguration | None = None) -> Verdict:
+    """What an exchange means: read by the reply rules of the configuration's partner template
+    (partners.templating.reply_verdict; a custom postback or none: by its status alone)."""
     if exchange.refused:
         return Verdict(Attempt.Outcome.FAILED, exchange.error)
     if exchange.status is None:
         return Verdict(Attempt.Outcome.RETRY, exchange.error)
-    if 200 <= exchange.status < 300:
-        return Verdict(Attempt.Outcome.DELIVERED, "")
-    if exchange.status >= 500 or exchange.status in RETRYABLE_STATUSES:
-        return Verdict(Attempt.Outcome.RETRY, f"HTTP {exchange.status}")
     if 300 <= exchange.status < 400:
         location = exchange.header("Location")
         return Verdict(Attempt.Outcome.FAILED, f"HTTP {exchange.status}: redirect to {location or '?'} not followed")
-    return Verdict(Attempt.Outcome.FAILED, f"HTTP {exchange.status}: the receiver refused it, not retried")
+    rules = reply_rules_of(configuration) if configuration is not None else None
+    verdict = reply_verdict(rules=rules, status=exchange.status, body=exchange.body)
+    return Verdict(Attempt.Outcome(verdict.outcome), verdict.message)
 
 
 def retry_delay(
@@ -239,6 +240,8 @@ def deliveries_send(*, claim: Claim, wait_seconds: float | None = None) -> dict[
     )
     for delivery in deliveries:
         delivery.configuration = configurations[delivery.configuration_id]
+    # Their partners' templates, for the reply rules (verdict_for): one query for the batch.
+    prefetch_related_objects(list(configurations.values()), "partner_configuration__partner__templates")
     secrets = {configuration.pk: secret_values_of(configuration) for configuration in configurations.values()}
 
     started_at: dict[int, float] = {}  # delivery pk -> when its request began (time.monotonic)
@@ -421,7 +424,7 @@ class _Exchanged:
 
     def outcome(self, *, now: datetime) -> _Outcome:
         delivery, exchange, secrets = self.delivery, self.exchange, self.secrets
-        verdict = verdict_for(exchange)
+        verdict = verdict_for(exchange, configuration=delivery.configuration)
         number = delivery.attempts + 1
         outcome, message = verdict.outcome, verdict.message
         if outcome == Attempt.Outcome.RETRY and number >= delivery.max_attempts:
@@ -434,10 +437,7 @@ class _Exchanged:
             duration_ms=exchange.duration_ms,
             method=delivery.method,
             url=mask(delivery.url, secrets),
-            request_headers={
-                name: MASK if name.lower() in SECRET_HEADERS else mask(value, secrets)
-                for name, value in self.headers.items()
-            },
+            request_headers=masked_headers(self.headers, secrets),
             request_body=mask(delivery.body, secrets),
             response_status=exchange.status,
             response_headers=exchange.headers,
@@ -574,6 +574,11 @@ def secret_values_of(configuration) -> list[str]:
         return []
     names = {field.name for field in partner_configuration.partner.fields.all() if field.is_secret}
     return [value for name, value in partner_configuration.field_values.items() if name in names and value]
+
+
+def masked_headers(headers: dict[str, str], secrets: list[str]) -> dict[str, str]:
+    """Headers as logs and pages show them: credentials headers hidden, secret values masked."""
+    return {name: MASK if name.lower() in SECRET_HEADERS else mask(value, secrets) for name, value in headers.items()}
 
 
 def mask(text: str, secrets: list[str]) -> str:

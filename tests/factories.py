@@ -34,16 +34,16 @@ def make_partner(slug: str = "acme_ads", *, kind: str = Partner.Kind.NETWORK) ->
         event="install",
         method="GET",
         url_template="https://postback.acme.test/{fields.app_id}/install",
-        parameters={"gaid": "{adid}", "evt": "{event_name}", "camp": "{campaign_name}", "t": "{fields.token}"},
+        body={"gaid": "{adid}", "evt": "{event_name}", "camp": "{campaign_name}", "t": "{fields.token}"},
         event_name_map={"install": "APP_INSTALL"},
     )
     PartnerTemplate.objects.create(
         partner=partner,
         event="*",
         method="POST",
-        body_format="json",
+        encoding="json",
         url_template="https://postback.acme.test/{fields.app_id}/events",
-        parameters={"event": "{event_name}", "revenue": "{revenue}", "click": "{click_id}"},
+        body={"event": "{event_name}", "revenue": "{revenue}", "click": "{click_id}"},
         event_name_map={"purchase": "PURCHASE"},
     )
     return partner
