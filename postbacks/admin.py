@@ -427,6 +427,7 @@ class DeliveryAdmin(ScopedModelAdmin):
         "delivery_id",
         "status",
         "skip_reason",
+        "withheld",
         "last_error",
         "configuration",
         "event",
