@@ -124,13 +124,17 @@ BAD_VALUES = [
 ]
 
 
+GOOD_VALUES = {"att_status": "authorized", "limit_ad_tracking": False, "consent": {"ad_user_data": True}}
+
+
 @pytest.mark.parametrize(("field", "value"), BAD_VALUES)
 def test_bad_values_are_refused_naming_the_field_on_both_endpoints(ios_app, key, field, value):
     item = {**body("bad"), field: value}
     response = post(key, item)
     assert response.status_code == 400
-    assert field in response.json()
-    response = post(key, {"events": [item, body("good")]}, path="/api/v1/events/batch")
+    assert field in response.json() and response.json()[field] != ["Unknown field."]
+    good = {**body("good"), field: GOOD_VALUES[field]}
+    response = post(key, {"events": [item, good]}, path="/api/v1/events/batch")
     results = response.json()["results"]
     assert [result["status"] for result in results] == ["rejected", "accepted"]
     assert field in results[0]["errors"]
