@@ -311,7 +311,11 @@ class _EventBatch:
             self.changed_fields.setdefault(device.pk, set()).update(changed)
         row = _event_columns(app=self.app, item=item, received_at=self.received_at)
         row.update(id=None, device_id=device.pk, is_reinstall=is_reinstall, is_reengagement=is_reengagement)
-        return _event_instance(row, app=self.app, device=device)
+        event = _event_instance(row, app=self.app, device=device)
+        # The device's tracking and consent as this event left them: its postbacks, planned once
+        # the whole batch is applied, must not read a later event's report (postbacks tracking_for).
+        event.device_tracking = {name: getattr(device, name) for name in TRACKING_FIELDS}
+        return event
 
     def _attribute_install(self, device: Device, item: EventInput) -> None:
         device.installed_at = item.occurred_at

@@ -239,9 +239,14 @@ def tracking_for(event: Event, device: Device) -> Tracking:
     Tracking Transparency is authorized, and no advertising ID when the user limits ad
     tracking. Each value is the event's, else the device's latest."""
 
+    # Ingestion leaves the device's state as of each event of a batch (events/services.py _apply).
+    device_state = getattr(event, "device_tracking", None)
+
     def reported(name: str):
         value = getattr(event, name)
-        return getattr(device, name) if value is None or value == "" else value
+        if value is None or value == "":
+            return device_state[name] if device_state is not None else getattr(device, name)
+        return value
 
     att_status = reported("att_status")
     limit_ad_tracking = reported("limit_ad_tracking")

@@ -17,7 +17,7 @@ from partners.models import Partner
 from postbacks.models import Delivery
 from postbacks.rendering import render_postback, sample_values
 from project import clock
-from project.ingest import event_ingest
+from project.ingest import event_ingest, events_ingest
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -87,6 +87,26 @@ def test_custom_idfa_follows_the_devices_latest_status_when_the_event_reports_no
     # The event's own status wins over the device's.
     purchase = send(ios_app, "p3", name="purchase", hours=4, att_status="authorized")
     assert sent(purchase, postback)["idfa"] == IDFA
+
+
+def test_in_a_batch_each_event_reads_the_status_as_it_stood_then(ios_app):
+    postback = factories.make_custom_postback(ios_app, event="purchase", macros=MACROS)
+    items = [
+        EventInput(event_id="i1", name="install", device_ids={"idfa": IDFA}, occurred_at=T0, att_status="denied"),
+        EventInput(event_id="p1", name="purchase", device_ids={"idfa": IDFA}, occurred_at=T0 + timedelta(hours=1)),
+        EventInput(
+            event_id="s1",
+            name="session_begin",
+            device_ids={"idfa": IDFA},
+            occurred_at=T0 + timedelta(hours=2),
+            att_status="authorized",
+        ),
+        EventInput(event_id="p2", name="purchase", device_ids={"idfa": IDFA}, occurred_at=T0 + timedelta(hours=3)),
+    ]
+    with clock.frozen(T0 + timedelta(hours=4)):
+        outcomes = events_ingest(app=ios_app, items=items)
+    assert sent(outcomes[1].event, postback)["idfa"] == ""  # denied when it happened
+    assert sent(outcomes[3].event, postback)["idfa"] == IDFA
 
 
 def test_custom_idfa_is_withheld_when_no_status_was_ever_reported(ios_app):
