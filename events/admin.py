@@ -220,6 +220,42 @@ class DeviceAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
     list_select_related = ["app", "network", "agency"]
     inlines = [DeviceIdentifierInline]
     ordering = ["-pk"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "app",
+                    "installed_at",
+                    "install_count",
+                    "install_tracker",
+                    "install_click",
+                    "network",
+                    "agency",
+                    "campaign_id",
+                    "campaign_name",
+                    "reengaged_at",
+                    "reengagement_tracker",
+                    "reengagement_click",
+                    "reengagement_network",
+                    "reengagement_agency",
+                    "created_at",
+                ]
+            },
+        ),
+        (
+            "Tracking and consent (the latest reported; postbacks use these when an event reports none)",
+            {
+                "fields": [
+                    "att_status",
+                    "limit_ad_tracking",
+                    "consent_ad_user_data",
+                    "consent_ad_personalization",
+                    "tracking_reported_at",
+                ]
+            },
+        ),
+    ]
 
 
 @admin.register(Event)
@@ -247,6 +283,10 @@ class EventAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
         "currency",
         "value",
         "properties",
+        "att_status",
+        "limit_ad_tracking",
+        "consent_ad_user_data",
+        "consent_ad_personalization",
         "is_reinstall",
         "is_reengagement",
         "postbacks_scheduled",
@@ -268,6 +308,8 @@ class EventAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
                 outcome = delivery.get_status_display()
                 link = reverse("admin:postbacks_delivery_change", args=[delivery.pk])
                 why = delivery.skip_reason or delivery.last_error or f"{delivery.attempts} attempt(s) so far."
+                if delivery.withheld:
+                    why = f"{why} {delivery.withheld}"
             rows.append(
                 format_html(
                     '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td></tr>',

@@ -212,6 +212,25 @@ class Tracker(AccountScoped):
 
 
 DEVICE_ID_KINDS = ("adid", "idfa", "idfv", "android_id", "device_id")
+# iOS App Tracking Transparency (ATTrackingManager.AuthorizationStatus), as the API takes it.
+ATT_STATUSES = ("authorized", "denied", "restricted", "not_determined")
+# What an event may report about tracking and consent; the device keeps the latest of each.
+TRACKING_FIELDS = ("att_status", "limit_ad_tracking", "consent_ad_user_data", "consent_ad_personalization")
+
+
+def att_status_field() -> models.CharField:
+    return models.CharField(
+        "App Tracking Transparency status",
+        max_length=16,
+        blank=True,
+        choices=[(status, status) for status in ATT_STATUSES],
+        help_text="iOS: empty when not reported.",
+    )
+
+
+def tracking_flag(verbose_name: str) -> models.BooleanField:
+    """Yes, no, or unknown (not reported)."""
+    return models.BooleanField(verbose_name, null=True, blank=True)
 
 
 # Device columns pointing at what attributed it: empty for organic devices.
@@ -256,6 +275,14 @@ class Device(AccountScoped):
     reengagement_click = attribution_link("Click")
     reengagement_network = attribution_link(Partner)
     reengagement_agency = attribution_link(Partner)
+    # Tracking and consent: the latest reported (by event time), each kept until reported again.
+    att_status = att_status_field()
+    limit_ad_tracking = tracking_flag("limits ad tracking")
+    consent_ad_user_data = tracking_flag("consents to ad user data (EEA)")
+    consent_ad_personalization = tracking_flag("consents to ad personalization (EEA)")
+    tracking_reported_at = models.DateTimeField(
+        null=True, blank=True, help_text="Time of the latest event that reported tracking or consent."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -356,6 +383,11 @@ class Event(AccountScoped):
     currency = models.CharField(max_length=3, blank=True)
     value = models.CharField(max_length=1024, blank=True)
     properties = models.JSONField(default=dict, blank=True)
+    # Tracking and consent as this event reported them (empty: not reported; see the device's).
+    att_status = att_status_field()
+    limit_ad_tracking = tracking_flag("limits ad tracking")
+    consent_ad_user_data = tracking_flag("consents to ad user data (EEA)")
+    consent_ad_personalization = tracking_flag("consents to ad personalization (EEA)")
     is_reinstall = models.BooleanField(default=False)
     is_reengagement = models.BooleanField(default=False, help_text="This event recorded a reengagement.")
     postbacks_scheduled = models.PositiveIntegerField(default=0)

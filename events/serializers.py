@@ -14,7 +14,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from events.codes import COUNTRIES, CURRENCIES
-from events.models import DEVICE_ID_KINDS
+from events.models import ATT_STATUSES, DEVICE_ID_KINDS
 from events.services import EventInput
 from project import clock
 
@@ -137,6 +137,47 @@ class DeviceField(serializers.Field):
         return value
 
 
+CONSENT_KINDS = ("ad_user_data", "ad_personalization")
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "properties": {kind: {"type": "boolean"} for kind in CONSENT_KINDS},
+        "additionalProperties": False,
+    }
+)
+class ConsentField(serializers.Field):
+    """EEA consent (Google's consent mode): each of ad_user_data and ad_personalization, true or false."""
+
+    default_error_messages = {"invalid": f"Must be an object of true/false values: {', '.join(CONSENT_KINDS)}."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            self.fail("invalid")
+        errors = {}
+        for name, value in data.items():
+            if name not in CONSENT_KINDS:
+                errors[readable_name(str(name))] = f"Unknown consent; use {', '.join(CONSENT_KINDS)}."
+            elif not isinstance(value, bool):
+                errors[name] = "Must be true or false."
+        if errors:
+            raise serializers.ValidationError(errors)
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """true or false only: not "yes", 1 or "true", which a client might mean otherwise."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
 class StrictCharField(serializers.CharField):
     """A string field that refuses numbers and booleans instead of quietly converting them."""
 
@@ -162,6 +203,15 @@ class EventSerializer(serializers.Serializer):
     currency = StrictCharField(required=False, allow_blank=True, max_length=3, help_text="ISO 4217.")
     value = StrictCharField(required=False, allow_blank=True, max_length=1024)
     properties = serializers.JSONField(required=False, help_text=f"An object of at most {MAX_PROPERTIES_BYTES} bytes.")
+    att_status = serializers.ChoiceField(
+        choices=ATT_STATUSES,
+        required=False,
+        help_text="iOS App Tracking Transparency status. The IDFA is sent to no partner unless it is authorized.",
+    )
+    limit_ad_tracking = StrictBooleanField(
+        required=False, help_text="true: the user limits ad tracking, and no advertising ID is sent to any partner."
+    )
+    consent = ConsentField(required=False, help_text="EEA users' consent: ad_user_data, ad_personalization.")
 
     def to_internal_value(self, data):
         """Unknown fields and values no field could store (json_problem) are refused here,
@@ -276,6 +326,23 @@ def event_validated_fast(item, *, event_names) -> dict | None:
             if not _plain(value, max_length) or (value and value.upper() not in codes):
                 return None
             data[field] = value.upper()
+    if "att_status" in item:
+        value = item["att_status"]
+        if not (isinstance(value, str) and value in ATT_STATUSES):
+            return None
+        data["att_status"] = value
+    if "limit_ad_tracking" in item:
+        value = item["limit_ad_tracking"]
+        if not isinstance(value, bool):
+            return None
+        data["limit_ad_tracking"] = value
+    if "consent" in item:
+        value = item["consent"]
+        if not (
+            isinstance(value, dict) and set(value) <= _CONSENT_NAMES and all(type(v) is bool for v in value.values())
+        ):
+            return None
+        data["consent"] = value
     if "ip" in item:
         value = item["ip"]
         if not (isinstance(value, str) and _IPV4.fullmatch(value)):
@@ -328,10 +395,15 @@ def event_input_from(data: dict, *, caller_ip: str | None) -> EventInput:
         currency=data.get("currency", ""),
         value=data.get("value", ""),
         properties=data.get("properties") or {},
+        att_status=data.get("att_status", ""),
+        limit_ad_tracking=data.get("limit_ad_tracking"),
+        consent_ad_user_data=data.get("consent", {}).get("ad_user_data"),
+        consent_ad_personalization=data.get("consent", {}).get("ad_personalization"),
     )
 
 
 _FIELD_NAMES = frozenset(EventSerializer._declared_fields)
+_CONSENT_NAMES = frozenset(CONSENT_KINDS)
 
 
 class ErrorSerializer(serializers.Serializer):

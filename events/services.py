@@ -15,7 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from events.app_cache import app_profile
-from events.models import App, Click, Device, DeviceIdentifier, Event, Tracker, new_api_key
+from events.models import TRACKING_FIELDS, App, Click, Device, DeviceIdentifier, Event, Tracker, new_api_key
 from project.bulk import (
     any_of,
     instance_from_row,
@@ -61,12 +61,41 @@ class EventInput:
     currency: str = ""
     value: str = ""
     properties: dict = field(default_factory=dict)
+    # Tracking and consent as the event reports them; ""/None: not reported.
+    att_status: str = ""
+    limit_ad_tracking: bool | None = None
+    consent_ad_user_data: bool | None = None
+    consent_ad_personalization: bool | None = None
+
+    def tracking_reported(self) -> dict:
+        """The tracking and consent fields this event reports, by name."""
+        return {
+            name: value
+            for name in TRACKING_FIELDS
+            if (value := getattr(self, name)) is not None and value != ""  # False is reported
+        }
 
 
 @dataclass(frozen=True)
 class RecordOutcome:
     event: Event
     created: bool  # False: the event_id was known, `event` is the first one
+
+
+TRACKING_STATE_FIELDS = [*TRACKING_FIELDS, "tracking_reported_at"]
+
+
+def device_tracking_update(device: Device, item: EventInput) -> bool:
+    """Keep on the device what the event reports about tracking and consent, unless a later
+    event (by event time) reported first; fields it does not report stay as they were.
+    True when the device changed. The one-statement path says the same in SQL (_direct_sql)."""
+    reported = item.tracking_reported()
+    if not reported or (device.tracking_reported_at is not None and item.occurred_at < device.tracking_reported_at):
+        return False
+    for name, value in reported.items():
+        setattr(device, name, value)
+    device.tracking_reported_at = item.occurred_at
+    return True
 
 
 INSTALL_FIELDS = [
@@ -276,11 +305,17 @@ class _EventBatch:
         elif device.installed_at is not None:
             is_reengagement = self._reengage(device, item)
             changed = REENGAGEMENT_FIELDS if is_reengagement else []
+        if device_tracking_update(device, item):
+            changed = [*changed, *TRACKING_STATE_FIELDS]
         if device.pk is not None and changed:
             self.changed_fields.setdefault(device.pk, set()).update(changed)
         row = _event_columns(app=self.app, item=item, received_at=self.received_at)
         row.update(id=None, device_id=device.pk, is_reinstall=is_reinstall, is_reengagement=is_reengagement)
-        return _event_instance(row, app=self.app, device=device)
+        event = _event_instance(row, app=self.app, device=device)
+        # The device's tracking and consent as this event left them: its postbacks, planned once
+        # the whole batch is applied, must not read a later event's report (postbacks tracking_for).
+        event.device_tracking = {name: getattr(device, name) for name in TRACKING_FIELDS}
+        return event
 
     def _attribute_install(self, device: Device, item: EventInput) -> None:
         device.installed_at = item.occurred_at
@@ -351,16 +386,25 @@ def event_record_direct(*, app: App, item: EventInput, received_at: datetime, ma
     install = item.name == "install"
     row = _event_columns(app=app, item=item, received_at=received_at)
     parameters = [app.pk, *(value for pair in item.device_ids.items() for value in pair)]
+    tracking = item.tracking_reported()
     if install:
         earliest = item.occurred_at - timedelta(days=app.lookback_days)
         device = Device(app=app, installed_at=item.occurred_at, install_count=1)
+        device_tracking_update(device, item)
         identifiers = [DeviceIdentifier(app=app, kind=kind, value=value) for kind, value in item.device_ids.items()]
         parameters += [app.pk, *item.device_ids.values(), earliest, item.occurred_at]
         parameters += [rows_json(Device, [device]), rows_json(DeviceIdentifier, identifiers, ("device_id",))]
     else:
         parameters.append(len(item.device_ids))
     parameters += row_parameters(Event, row, ("device_id",))
-    sql = _direct_sql(install=install, kinds=tuple(item.device_ids), may_reengage=may_reengage)
+    if tracking and not install:
+        parameters += [*tracking.values(), item.occurred_at, item.occurred_at]
+    sql = _direct_sql(
+        install=install,
+        kinds=tuple(item.device_ids),
+        may_reengage=may_reengage,
+        tracking=() if install else tuple(tracking),
+    )
     try:
         # In a caller's transaction, a failure must not spoil the rest of it.
         atomic = transaction.atomic() if db.in_atomic_block else contextlib.nullcontext()
@@ -395,6 +439,10 @@ def _event_columns(*, app: App, item: EventInput, received_at: datetime) -> dict
         "currency": item.currency,
         "value": item.value,
         "properties": item.properties,
+        "att_status": item.att_status,
+        "limit_ad_tracking": item.limit_ad_tracking,
+        "consent_ad_user_data": item.consent_ad_user_data,
+        "consent_ad_personalization": item.consent_ad_personalization,
         "is_reinstall": False,
         "is_reengagement": False,
         "postbacks_scheduled": 0,
@@ -402,8 +450,10 @@ def _event_columns(*, app: App, item: EventInput, received_at: datetime) -> dict
 
 
 @functools.lru_cache(maxsize=64)
-def _direct_sql(*, install: bool, kinds: tuple[str, ...], may_reengage: bool) -> str:
-    """event_record_direct's statement; its parameters come in the order of the %s here."""
+def _direct_sql(*, install: bool, kinds: tuple[str, ...], may_reengage: bool, tracking: tuple[str, ...] = ()) -> str:
+    """event_record_direct's statement; its parameters come in the order of the %s here.
+    `tracking`: the tracking and consent fields a stored device takes from the event, as
+    device_tracking_update decides (unless a later event reported first)."""
     quote = connection.ops.quote_name
     owners = " OR ".join(["(kind = %s AND value = %s)"] * len(kinds))
     if install:
@@ -434,12 +484,24 @@ def _direct_sql(*, install: bool, kinds: tuple[str, ...], may_reengage: bool) ->
         device = f"device AS (SELECT owner.device_id AS id FROM owner WHERE owner.known = %s {not_installed})"
         on_conflict = "ON CONFLICT (app_id, event_id) DO NOTHING"
     columns, _ = rows_source(Event, ("device_id",))
-    return (
-        f"WITH owner AS (SELECT min(device_id) AS device_id, count(*) AS known "
-        f"FROM {quote(DeviceIdentifier._meta.db_table)} WHERE app_id = %s AND ({owners})), {device} "
+    insert = (
         f"INSERT INTO {quote(Event._meta.db_table)} ({columns}, device_id) "
         f"SELECT {row_placeholders(Event, ('device_id',))}, device.id FROM device {on_conflict} "
         "RETURNING id, device_id"
+    )
+    head = (
+        f"WITH owner AS (SELECT min(device_id) AS device_id, count(*) AS known "
+        f"FROM {quote(DeviceIdentifier._meta.db_table)} WHERE app_id = %s AND ({owners})), {device}"
+    )
+    if not tracking:
+        return f"{head} {insert}"
+    # The device takes the event's tracking and consent only if the event was stored (not a duplicate).
+    assignments = ", ".join(f"{quote(name)} = %s" for name in [*tracking, "tracking_reported_at"])
+    return (
+        f"{head}, inserted AS ({insert}), "
+        f"tracked AS (UPDATE {quote(Device._meta.db_table)} SET {assignments} "
+        "WHERE id = (SELECT device_id FROM inserted) AND (tracking_reported_at IS NULL OR tracking_reported_at <= %s)) "
+        "SELECT id, device_id FROM inserted"
     )
 
 

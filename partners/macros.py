@@ -29,7 +29,18 @@ MACROS: tuple[Macro, ...] = (
     Macro("idfv", "Apple identifier for vendors", "599F9C00-92DC-4B5C-9464-7971F01F8370"),
     Macro("android_id", "Android ID", "9774d56d682e549c"),
     Macro("device_id", "Device ID set by the app", "device-4f2a"),
-    Macro("limit_ad_tracking", "1 when the user limits ad tracking, else 0", "0"),
+    Macro(
+        "limit_ad_tracking",
+        "1 when the user limits ad tracking (the event's limit_ad_tracking, else the device's latest; "
+        "if never reported, 1 when the event carries no advertising ID), else 0",
+        "0",
+    ),
+    # Tracking and consent: the event's, else the device's latest; empty when never reported
+    Macro(
+        "att_status", "iOS App Tracking Transparency: authorized, denied, restricted or not_determined", "authorized"
+    ),
+    Macro("consent_ad_user_data", "EEA consent to ad user data: 1, 0, or empty when not reported", "1"),
+    Macro("consent_ad_personalization", "EEA consent to ad personalization: 1, 0, or empty when not reported", "1"),
     # Event
     Macro("event_id", "Client-generated event ID (the idempotency key)", "evt-20261123-0001"),
     Macro("event_name", "Event name (a certified partner receives its own name for it)", "purchase"),
@@ -63,6 +74,12 @@ MACROS: tuple[Macro, ...] = (
     Macro("site_id", "Site (sub-publisher) ID of the attributed tracker", "site-77", attribution=True),
     Macro("creative_id", "Creative ID of the attributed tracker", "cr-5", attribution=True),
     Macro("click_id", "Click ID of the attributed click", "clk-9f8e7d", attribution=True),
+    # Sent to every partner, so that one receiving "All" knows which conversions it did not drive
+    Macro(
+        "attributed_to_partner",
+        "1 when the install or reengagement is attributed to this postback's network, else 0 (custom: 0)",
+        "1",
+    ),
 )
 
 MACRO_NAMES: frozenset[str] = frozenset(macro.name for macro in MACROS)

@@ -432,6 +432,7 @@ class DeliveryAdmin(ScopedModelAdmin):
         "delivery_id",
         "status",
         "skip_reason",
+        "withheld",
         "last_error",
         "configuration",
         "event",

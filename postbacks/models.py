@@ -275,6 +275,11 @@ class Delivery(AccountScoped):
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="deliveries")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
     skip_reason = models.CharField(max_length=300, blank=True)
+    withheld = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Device IDs the tracking and consent policy kept out of the request, and why.",
+    )
     # SessionBegin: which 24-hour period after the anchor this delivery uses (one per period).
     session_period = models.PositiveIntegerField(null=True, blank=True)
     method = models.CharField(max_length=8, blank=True)

@@ -140,8 +140,11 @@ class _Context:
             delivery.skip_reason = reason
             delivery.session_period = None
             return delivery
+        tracking = tracking_for(event, device)
+        delivery.withheld = tracking.withheld_reason
         try:
-            request = render_postback(configuration=configuration, values=macro_values(event, device, attribution))
+            values = macro_values(event, device, attribution, tracking)
+            request = render_postback(configuration=configuration, values=values)
         except RenderError as error:
             delivery.status = Delivery.Status.FAILED
             delivery.last_error = f"Cannot build the request: {error}"
@@ -212,18 +215,78 @@ def _audience_reason(configuration: PostbackConfiguration, attribution: Attribut
     return None
 
 
-def macro_values(event: Event, device: Device, attribution: Attribution) -> dict[str, str]:
-    """Every canonical macro's value for one event (see docs/macros.md)."""
+@dataclass(frozen=True)
+class Tracking:
+    """What an event's postbacks may say about tracking and consent, and which ids they withhold."""
+
+    att_status: str
+    limit_ad_tracking: bool | None
+    consent_ad_user_data: bool | None
+    consent_ad_personalization: bool | None
+    withheld: dict[str, str]  # device id kind → why it is not sent
+
+    @property
+    def withheld_reason(self) -> str:
+        """In words, for the delivery and the event's "why" page."""
+        return " ".join(self.withheld.values())
+
+
+_ID_NAMES = {"adid": "Advertising ID (adid)", "idfa": "IDFA"}
+
+
+def tracking_for(event: Event, device: Device) -> Tracking:
+    """The policy of every postback, certified and custom: the IDFA is sent only when App
+    Tracking Transparency is authorized, and no advertising ID when the user limits ad
+    tracking. Each value is the event's, else the device's latest."""
+
+    # Ingestion leaves the device's state as of each event of a batch (events/services.py _apply).
+    device_state = getattr(event, "device_tracking", None)
+
+    def reported(name: str):
+        value = getattr(event, name)
+        if value is None or value == "":
+            return device_state[name] if device_state is not None else getattr(device, name)
+        return value
+
+    att_status = reported("att_status")
+    limit_ad_tracking = reported("limit_ad_tracking")
+    ids = event.device_ids
+    withheld = {}
+    if limit_ad_tracking:
+        for kind in ("adid", "idfa"):
+            if ids.get(kind):
+                withheld[kind] = f"{_ID_NAMES[kind]} withheld: the user limits ad tracking (limit_ad_tracking)."
+    if ids.get("idfa") and "idfa" not in withheld and att_status != "authorized":
+        status = f"att_status {att_status}" if att_status else "no att_status reported"
+        withheld["idfa"] = f"IDFA withheld: App Tracking Transparency not authorized ({status})."
+    return Tracking(
+        att_status=att_status,
+        limit_ad_tracking=limit_ad_tracking,
+        consent_ad_user_data=reported("consent_ad_user_data"),
+        consent_ad_personalization=reported("consent_ad_personalization"),
+        withheld=withheld,
+    )
+
+
+def macro_values(event: Event, device: Device, attribution: Attribution, tracking: Tracking) -> dict[str, str]:
+    """Every canonical macro's value for one event (see docs/macros.md), with what the
+    tracking policy withholds (tracking_for) left empty."""
     app = event.app
     tracker, click, network, agency = attribution.tracker, attribution.click, attribution.network, attribution.agency
-    ids = event.device_ids
+    ids = {kind: value for kind, value in event.device_ids.items() if kind not in tracking.withheld}
+    limit_ad_tracking = tracking.limit_ad_tracking
+    if limit_ad_tracking is None:  # never reported: an all-zero advertising ID (dropped at ingest) means limited
+        limit_ad_tracking = not (event.device_ids.get("adid") or event.device_ids.get("idfa"))
     return {
         "adid": ids.get("adid", ""),
         "idfa": ids.get("idfa", ""),
         "idfv": ids.get("idfv", ""),
         "android_id": ids.get("android_id", ""),
         "device_id": ids.get("device_id", ""),
-        "limit_ad_tracking": "0" if ids.get("adid") or ids.get("idfa") else "1",
+        "limit_ad_tracking": _flag(limit_ad_tracking),
+        "att_status": tracking.att_status,
+        "consent_ad_user_data": _flag(tracking.consent_ad_user_data),
+        "consent_ad_personalization": _flag(tracking.consent_ad_personalization),
         "event_id": event.event_id,
         "event_name": event.name,
         "event_value": event.value,
@@ -255,6 +318,10 @@ def macro_values(event: Event, device: Device, attribution: Attribution) -> dict
         "creative_id": tracker.creative_id if tracker else "",
         "click_id": click.click_id if click else "",
     }
+
+
+def _flag(value: bool | None) -> str:
+    return "" if value is None else "1" if value else "0"
 
 
 def _iso(moment) -> str:

@@ -40,6 +40,16 @@ events = st.tuples(
     st.integers(0, 96),
     ids,
     st.sampled_from(["e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8"]),  # repeats are duplicates
+    # Tracking and consent, reported or not: the device keeps the latest by event time.
+    st.sampled_from(
+        [
+            {},
+            {"att_status": "denied"},
+            {"att_status": "authorized", "limit_ad_tracking": True},
+            {"limit_ad_tracking": False, "consent_ad_user_data": False},
+            {"consent_ad_personalization": True},
+        ]
+    ),
 )
 steps = st.lists(clicks | events, min_size=1, max_size=12)
 # In time order most steps build on the ones before (click, install, reengagement click,
@@ -69,7 +79,7 @@ def play(scenario, *, direct: bool, reengagement_trackers: bool):
                 parameters={},
             )
         else:
-            _, name, hours, device_ids, event_id = step
+            _, name, hours, device_ids, event_id, tracking = step
             item = EventInput(
                 event_id=event_id,
                 name=name,
@@ -84,6 +94,7 @@ def play(scenario, *, direct: bool, reengagement_trackers: bool):
                 currency="USD" if name == "purchase" else "",
                 value=f"step {hours}",
                 properties={"hours": hours, "ids": device_ids},
+                **tracking,
             )
             if direct:
                 event_ingest(app=app, data=item)
@@ -113,6 +124,11 @@ def snapshot(app, trackers) -> dict:
                 device.reengaged_at,
                 tracker_kind.get(device.reengagement_tracker_id),
                 click_rank.get(device.reengagement_click_id),
+                device.att_status,
+                device.limit_ad_tracking,
+                device.consent_ad_user_data,
+                device.consent_ad_personalization,
+                device.tracking_reported_at,
             )
             for device in Device.objects.filter(app=app).order_by("pk")
         ],
@@ -143,15 +159,29 @@ def snapshot(app, trackers) -> dict:
 # Stories the search seldom builds on its own: a reengagement, an attributed install.
 @example(
     scenario=[
-        ("event", "install", 10, {"adid": "1"}, "e1"),
+        ("event", "install", 10, {"adid": "1"}, "e1", {}),
         ("click", "reengagement", 20, {"adid": "1"}),
-        ("event", "session_begin", 30, {"adid": "1"}, "e2"),
-        ("event", "purchase", 31, {"adid": "1", "idfv": "1"}, "e3"),
+        ("event", "session_begin", 30, {"adid": "1"}, "e2", {}),
+        ("event", "purchase", 31, {"adid": "1", "idfv": "1"}, "e3", {}),
     ],
     reengagement_trackers=True,
 )
 @example(
-    scenario=[("click", "acquisition", 5, {"idfv": "2"}), ("event", "install", 10, {"adid": "1", "idfv": "2"}, "e1")],
+    scenario=[
+        ("click", "acquisition", 5, {"idfv": "2"}),
+        ("event", "install", 10, {"adid": "1", "idfv": "2"}, "e1", {}),
+    ],
+    reengagement_trackers=False,
+)
+# Tracking reported by an install, then by later and earlier events, and by a duplicate.
+@example(
+    scenario=[
+        ("event", "install", 10, {"adid": "1"}, "e1", {"att_status": "authorized", "limit_ad_tracking": True}),
+        ("event", "session_begin", 30, {"adid": "1"}, "e2", {"att_status": "denied"}),
+        ("event", "purchase", 20, {"adid": "1"}, "e3", {"consent_ad_personalization": True}),
+        ("event", "purchase", 40, {"adid": "1"}, "e2", {"limit_ad_tracking": False, "consent_ad_user_data": False}),
+        ("event", "purchase", 50, {"adid": "1"}, "e4", {}),
+    ],
     reengagement_trackers=False,
 )
 def test_one_statement_stores_what_the_transaction_would(scenario, reengagement_trackers):
@@ -160,14 +190,13 @@ def test_one_statement_stores_what_the_transaction_would(scenario, reengagement_
     assert direct == general
 
 
-def send(app, name, event_id, **device_ids):
+def send(app, name, event_id, tracking=None, **device_ids):
     """The outcome, and the statements it took once the app's settings are cached (savepoints,
     which only a caller's transaction needs, are not counted)."""
     app_profile(app), app_configurations(app)
+    data = EventInput(event_id=event_id, name=name, device_ids=device_ids, occurred_at=T0, **(tracking or {}))
     with CaptureQueriesContext(connection) as queries:
-        outcome = event_ingest(
-            app=app, data=EventInput(event_id=event_id, name=name, device_ids=device_ids, occurred_at=T0)
-        )
+        outcome = event_ingest(app=app, data=data)
     return outcome, sum(1 for query in queries if "SAVEPOINT" not in query["sql"])
 
 
@@ -183,6 +212,18 @@ def test_plain_events_take_one_statement_on_postgresql(app):
     linked, statements = send(app, "purchase", "p1", adid="a", idfa="f")
     assert linked.created and statements > 1
     assert DeviceIdentifier.objects.get(kind="idfa").device_id == install.event.device_id
+
+
+def test_tracking_and_consent_add_no_statement_on_postgresql(app):
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement path is PostgreSQL's")
+    install, statements = send(app, "install", "i1", {"att_status": "denied", "limit_ad_tracking": True}, adid="a")
+    assert install.created and statements == 1
+    session, statements = send(app, "session_begin", "s1", {"att_status": "authorized"}, adid="a")
+    assert session.created and statements == 1
+    device = Device.objects.get(pk=install.event.device_id)
+    assert (device.att_status, device.limit_ad_tracking, device.tracking_reported_at) == ("authorized", True, T0)
+    assert (session.event.att_status, session.event.limit_ad_tracking) == ("authorized", None)
 
 
 def test_a_repeated_install_event_id_leaves_no_device_behind(app):

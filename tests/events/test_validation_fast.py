@@ -25,6 +25,22 @@ padded_text = st.tuples(
     st.sampled_from(["", "\n", " "]),
 ).map("".join)
 awkward_text = awkward_text | padded_text
+# Tracking and consent: every right value, and near misses (case, blanks, numbers, strings for booleans).
+TRACKING_FIELDS = {
+    "att_status": st.sampled_from(
+        ["authorized", "denied", "restricted", "not_determined", "AUTHORIZED", " denied", "", None, 1, True]
+    ),
+    "limit_ad_tracking": st.sampled_from([True, False, "true", "false", 0, 1, None, ""]),
+    "consent": st.fixed_dictionaries(
+        {},
+        optional={
+            "ad_user_data": st.sampled_from([True, False, 1, 0, "true", None]),
+            "ad_personalization": st.sampled_from([True, False, "yes"]),
+            "ad_storage": st.booleans(),
+        },
+    )
+    | st.sampled_from([None, True, [], "granted", [True]]),
+}
 tricky_bodies = st.fixed_dictionaries(
     {
         "event_id": st.uuids().map(str) | awkward_text | st.uuids().map(lambda value: f" {value}\n"),
@@ -45,6 +61,7 @@ tricky_bodies = st.fixed_dictionaries(
         "app_version": awkward_text | st.integers(),
         "timestamp": st.sampled_from(["2026-11-23T10:00:00", "2026-11-23 10:00:00+01:00", "", None])
         | OPTIONAL_FIELDS["timestamp"],
+        **TRACKING_FIELDS,
     },
 )
 
@@ -58,7 +75,7 @@ BASE = {
 }
 awkward_values = awkward_text | st.integers() | st.booleans() | st.none() | anything
 # A valid body with exactly one field made awkward: each difference gets its own chance.
-one_field_awkward = st.sampled_from(sorted({*BASE, *OPTIONAL_FIELDS, "app_version"})).flatmap(
+one_field_awkward = st.sampled_from(sorted({*BASE, *OPTIONAL_FIELDS, *TRACKING_FIELDS, "app_version"})).flatmap(
     lambda field: (tricky_bodies.map(lambda body, field=field: body.get(field, "")) | awkward_values).map(
         lambda value, field=field: {**BASE, field: value}
     )
@@ -105,6 +122,11 @@ def serializer_result(body):
 @example(body={**BASE, "properties": {"k": "\U0001f600"}})
 @example(body={**BASE, "properties": {"k": nested(MAX_JSON_DEPTH - 1)}})
 @example(body={**BASE, "properties": {"k": nested(MAX_JSON_DEPTH)}})
+@example(body={**BASE, "att_status": "authorized", "limit_ad_tracking": True, "consent": {"ad_user_data": False}})
+@example(body={**BASE, "limit_ad_tracking": 1})
+@example(body={**BASE, "consent": {"ad_user_data": 1}})
+@example(body={**BASE, "consent": {"ad_storage": True}})
+@example(body={**BASE, "att_status": "Authorized"})
 def test_what_the_fast_path_accepts_the_serializer_accepts_with_the_same_data(body):
     with clock.frozen(NOW):
         fast = event_validated_fast(body, event_names=NAMES)
@@ -131,6 +153,9 @@ def test_ordinary_events_take_the_fast_path():
             "currency": "USD",
             "value": "sku-42",
             "properties": {"screen": "shop", "ab_group": "b"},
+            "att_status": "not_determined",
+            "limit_ad_tracking": False,
+            "consent": {"ad_user_data": True, "ad_personalization": False},
         },
     ]
     with clock.frozen(NOW):
@@ -146,6 +171,10 @@ def test_anything_refused_goes_to_the_serializer():
         {"event_id": "e1", "event": "install", "device": {}},
         {"event_id": "e1", "event": "install", "device": {"adid": "x"}, "surprise": 1},
         {"event_id": "e1", "event": "purchase", "device": {"device_id": "d"}, "revenue": "1"},  # no currency
+        {"event_id": "e1", "event": "install", "device": {"device_id": "d"}, "att_status": "granted"},
+        {"event_id": "e1", "event": "install", "device": {"device_id": "d"}, "limit_ad_tracking": "true"},
+        {"event_id": "e1", "event": "install", "device": {"device_id": "d"}, "consent": {"ad_user_data": "no"}},
+        {"event_id": "e1", "event": "install", "device": {"device_id": "d"}, "consent": {"analytics": True}},
     ]
     with clock.frozen(NOW):
         for body in refused:
