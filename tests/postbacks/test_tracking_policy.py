@@ -187,7 +187,7 @@ def test_the_event_page_says_what_was_withheld_and_why(client, support, ios_app,
 def claimed_by(partner: Partner) -> Partner:
     """Give a test partner's templates the macro, as the catalogue's will (Unity attributed, AppLovin isclaimable)."""
     for template in partner.templates.all():
-        template.parameters = {**template.parameters, "claim": "{attributed_to_partner}"}
+        template.body = {**template.body, "claim": "{attributed_to_partner}"}
         template.save()
     return partner
 
