@@ -1,6 +1,6 @@
 """The shipped catalogue of certified partners (partners/catalogue.json).
 
-Loaded by a data migration on a new database and by `manage.py sync_partner_catalogue`
+Loaded after migrate into a new database (partners.apps) and by `manage.py sync_partner_catalogue`
 after an upgrade: each partner in the file is made to match it, partners not in the file
 are left alone.
 """

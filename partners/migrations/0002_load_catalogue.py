@@ -2,9 +2,9 @@ from django.db import migrations
 
 
 def load_catalogue(apps, schema_editor):
-    # The catalogue is now written in the template language (encoding, query, body, headers,
-    # reply), which these historical models do not have: 0004 loads it. A database migrated
-    # before keeps what this step loaded then, converted by 0004.
+    # The catalogue is loaded after every migrate, with the current models (partners.apps):
+    # a catalogue written for today's models cannot load through this step's historical ones.
+    # A database migrated before keeps what this step loaded then, converted by 0004.
     pass
 
 

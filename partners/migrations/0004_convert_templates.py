@@ -16,23 +16,16 @@ def converted(spec):
     return spec
 
 
-def convert_and_load(apps, schema_editor):
-    from partners.catalogue import catalogue_read, catalogue_sync
-
+def convert(apps, schema_editor):
     template_model = apps.get_model("partners", "PartnerTemplate")
     for template in template_model.objects.all():
         body, query = converted(template.body), converted(template.query)
         if (body, query) != (template.body, template.query):
             template.body, template.query = body, query
             template.save(update_fields=["body", "query"])
-    # A new database gets the catalogue here (see 0002); an existing one keeps its partners,
-    # edits included, until `manage.py sync_partner_catalogue`.
-    partner_model = apps.get_model("partners", "Partner")
-    known = set(partner_model.objects.values_list("slug", flat=True))
-    catalogue_sync(entries=[entry for entry in catalogue_read() if entry["slug"] not in known], apps_registry=apps)
 
 
 class Migration(migrations.Migration):
     dependencies = [("partners", "0003_template_language")]
 
-    operations = [migrations.RunPython(convert_and_load, migrations.RunPython.noop)]
+    operations = [migrations.RunPython(convert, migrations.RunPython.noop)]
