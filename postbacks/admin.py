@@ -13,9 +13,10 @@ from django.utils.html import format_html, format_html_join
 from events.admin_scoping import ScopedModelAdmin
 from events.scoping import visible_to
 from partners.models import Partner
+from postbacks import http
 from postbacks.forms import FIELD_INPUT_PREFIX, PartnerConfigurationForm, PostbackConfigurationForm
 from postbacks.models import Attempt, Delivery, PartnerConfiguration, PostbackConfiguration
-from postbacks.rendering import RenderError, render_postback, sample_values
+from postbacks.rendering import RenderError, render_postback, requirement_problems, sample_values
 from postbacks.selectors import WINDOWS, delivery_stats
 from postbacks.sending import (
     deliveries_resend,
@@ -160,12 +161,15 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
         else:
             problem = ""
         secrets = secret_values_of(configuration)
+        missing = requirement_problems(configuration=configuration, rendered=sent)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Test postback: {configuration}",
             "opts": self.model._meta,
             "original": configuration,
             "problem": problem,
+            "requirements_missed": [mask(text, secrets) for text in missing],
+            "captured_to": mask(exchange.captured_to, secrets) if exchange else "",
             "request_text": ""
             if sent is None
             else mask(
@@ -202,12 +206,23 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
             f"{rendered.method} {rendered.url}" + (f"\n{headers}" if headers else "") + (f"\n\n{body}" if body else ""),
             secrets,
         )
-        problems = format_html_join("", '<li class="errornote">{}</li>', ((problem,) for problem in rendered.problems))
+        missing = [
+            mask(problem, secrets) for problem in requirement_problems(configuration=postback, rendered=rendered)
+        ]
+        problems = format_html_join("", '<li class="errornote">{}</li>', ((problem,) for problem in missing))
+        capture = http.capture_url(rendered.url)
         return format_html(
-            '<pre style="white-space: pre-wrap; word-break: break-all">{}</pre>{}'
+            '<pre style="white-space: pre-wrap; word-break: break-all">{}</pre>{}{}'
             "<p>Sample values, secrets masked; the delivery log will show each real request.</p>",
             text,
-            format_html("<ul>{}</ul>", problems) if rendered.problems else "",
+            format_html("<p>What the partner requires and this misses:</p><ul>{}</ul>", problems) if missing else "",
+            format_html(
+                "<p>POSTBACK_CAPTURE_URL is set: this would go to <code>{}</code> instead, with the header {}.</p>",
+                mask(capture, secrets),
+                http.CAPTURE_HEADER,
+            )
+            if capture
+            else "",
         )
 
 
@@ -294,7 +309,11 @@ class AttemptInline(admin.StackedInline):
     @admin.display(description="request")
     def request_display(self, attempt: Attempt) -> str:
         headers = "\n".join(f"{name}: {value}" for name, value in attempt.request_headers.items())
-        return _pre(f"{attempt.method} {attempt.url}\n{headers}\n\n{_pretty(attempt.request_body)}".strip())
+        captured = (
+            f"Captured: sent to {attempt.captured_url} instead (POSTBACK_CAPTURE_URL)\n" if attempt.captured_url else ""
+        )
+        request = f"{attempt.method} {attempt.url}\n{captured}{headers}\n\n{_pretty(attempt.request_body)}"
+        return _pre(request.strip())
 
     @admin.display(description="response")
     def response_display(self, attempt: Attempt) -> str:

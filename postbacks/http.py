@@ -22,9 +22,9 @@ import socket
 import threading
 import time
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import ip_address
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 from django.conf import settings
@@ -39,7 +39,9 @@ from urllib3.util import connection as urllib3_connection
 from postbacks.destinations import address_refusal
 
 USER_AGENT = "postback-server/1"
+CAPTURE_HEADER = "X-Postback-Original-Url"
 MAX_RESPONSE_BYTES = 8 * 1024
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
 
 
 class RefusedDestinationError(NewConnectionError):
@@ -379,9 +381,20 @@ class Exchange:
     error: str = ""
     refused: bool = False  # destination refused by the guard: retrying cannot help
     timed_out: bool = False
+    captured_to: str = ""  # the URL it went to instead of its own (POSTBACK_CAPTURE_URL), or ""
 
     def header(self, name: str) -> str | None:
         return next((value for key, value in self.headers.items() if key.lower() == name.lower()), None)
+
+
+def capture_url(url: str) -> str:
+    """Where a request for `url` goes instead when POSTBACK_CAPTURE_URL is set (its scheme,
+    host and port, with `url`'s path and query), or "" when it is not."""
+    capture = settings.POSTBACK_CAPTURE_URL
+    if not capture:
+        return ""
+    parts = urlsplit(url)
+    return capture + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 def send(*, method: str, url: str, headers: dict[str, str], body: str, slot_held: bool = False) -> Exchange:
@@ -389,8 +402,17 @@ def send(*, method: str, url: str, headers: dict[str, str], body: str, slot_held
     takes longer than POSTBACK_TOTAL_TIMEOUT from connecting to the last byte of the response
     (nor POSTBACK_CONNECT_TIMEOUT to connect). At most POSTBACK_MAX_IN_FLIGHT_PER_DESTINATION
     requests per host are in flight in a process: this waits for a slot (at most
-    POSTBACK_TOTAL_TIMEOUT) unless the caller holds one already (`slot_held`, see slots_take)."""
+    POSTBACK_TOTAL_TIMEOUT) unless the caller holds one already (`slot_held`, see slots_take).
+
+    With POSTBACK_CAPTURE_URL set, the request goes there instead (see capture_url), with
+    CAPTURE_HEADER naming `url`; the guard against private addresses applies to the capture
+    host as to any. Slots stay those of `url`'s host: the partner's, as slots_take took them."""
     started = time.monotonic()
+    captured_to = capture_url(url)
+    target = captured_to or url
+    if captured_to:
+        # A header value is Latin-1 on the wire: anything else in the URL goes percent-encoded.
+        headers = {**headers, CAPTURE_HEADER: quote(url, safe=_URL_SAFE)}
 
     def elapsed() -> int:
         return int((time.monotonic() - started) * 1000)
@@ -403,7 +425,7 @@ def send(*, method: str, url: str, headers: dict[str, str], body: str, slot_held
             prepared = requests.PreparedRequest()
             prepared.prepare(
                 method=method,
-                url=url,
+                url=target,
                 headers={"User-Agent": USER_AGENT, "Accept": "*/*", **headers},
                 data=body.encode() if body else None,
             )
@@ -427,15 +449,16 @@ def send(*, method: str, url: str, headers: dict[str, str], body: str, slot_held
                 _local.deadline = None
                 deadline.finish()
             if deadline.expired:  # the response may look whole: the watchdog cut it short
-                return Exchange(duration_ms=elapsed(), error=timed_out, timed_out=True)
+                return Exchange(duration_ms=elapsed(), error=timed_out, timed_out=True, captured_to=captured_to)
     except _NoSlot as busy:
-        return Exchange(duration_ms=elapsed(), error=str(busy), timed_out=True)
+        return Exchange(duration_ms=elapsed(), error=str(busy), timed_out=True, captured_to=captured_to)
     except (requests.RequestException, Urllib3Error, OSError) as error:
         if deadline is not None and deadline.expired:
-            return Exchange(duration_ms=elapsed(), error=timed_out, timed_out=True)
-        return _failed(error, duration_ms=elapsed())
+            return Exchange(duration_ms=elapsed(), error=timed_out, timed_out=True, captured_to=captured_to)
+        return replace(_failed(error, duration_ms=elapsed()), captured_to=captured_to)
     return Exchange(
         duration_ms=elapsed(),
+        captured_to=captured_to,
         status=response.status_code,
         headers=dict(response.headers),
         # A NUL cannot be stored in a PostgreSQL text column; the log shows it as U+FFFD.

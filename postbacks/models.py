@@ -337,6 +337,8 @@ class Attempt(models.Model):
     duration_ms = models.PositiveIntegerField()
     method = models.CharField(max_length=8)
     url = models.TextField()
+    # Where it went instead of `url` when POSTBACK_CAPTURE_URL was set ("" when it was not).
+    captured_url = models.TextField(blank=True, default="")
     request_headers = models.JSONField(default=dict)
     request_body = models.TextField(blank=True)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)

@@ -76,6 +76,25 @@ def _render_custom(configuration: PostbackConfiguration, values: dict[str, str])
     return RenderedRequest(method="GET", url=append_query(url, selected))
 
 
+def requirement_problems(*, configuration: PostbackConfiguration, rendered: RenderedRequest | None) -> list[str]:
+    """What the partner requires that this configuration misses, for the preview and the test:
+    network-specific fields missing or malformed (a partner can gain a required field, such as
+    an access token, after the configuration was saved), then the values the template had to
+    leave out of `rendered`. Messages may quote a field's value: mask secrets before showing."""
+    problems: list[str] = []
+    partner_configuration = configuration.partner_configuration
+    if configuration.kind == PostbackConfiguration.Kind.CERTIFIED and partner_configuration is not None:
+        values = partner_configuration.field_values if isinstance(partner_configuration.field_values, dict) else {}
+        for partner_field in partner_configuration.partner.fields.all():
+            value = values.get(partner_field.name, "")
+            problem = partner_field.value_problem(value.strip() if isinstance(value, str) else "")
+            if problem:
+                problems.append(f"{partner_configuration.partner}: {problem}")
+    if rendered is not None:
+        problems += [f"Left out of the request: {problem}" for problem in rendered.problems]
+    return problems
+
+
 def reply_rules_of(configuration: PostbackConfiguration) -> dict | None:
     """How to read the replies to this configuration's postbacks: its partner template's rules."""
     partner_configuration = configuration.partner_configuration

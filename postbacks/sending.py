@@ -437,6 +437,7 @@ class _Exchanged:
             duration_ms=exchange.duration_ms,
             method=delivery.method,
             url=mask(delivery.url, secrets),
+            captured_url=mask(exchange.captured_to, secrets),
             request_headers=masked_headers(self.headers, secrets),
             request_body=mask(delivery.body, secrets),
             response_status=exchange.status,

@@ -63,6 +63,29 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return items
 
 
+def env_base_url(name: str) -> str:
+    """An http(s) URL naming only where to connect (scheme, host, optional port), returned as
+    scheme://host[:port]; empty when unset. Anything else (a path, query, credentials) is refused:
+    it would be dropped silently where only the address is used."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    try:
+        no_port = parts.port == 0
+    except ValueError:
+        no_port = True
+    if no_port:
+        raise ImproperlyConfigured(f"{name}={raw!r} has a port that is not a number from 1 to 65535.")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an http(s) URL with a host: use http://host:port.")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} has more than a scheme, host and port: only those are used, so give only those."
+        )
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def database_from_url(url: str, *, base_dir: Path) -> dict:
     """Translate DATABASE_URL into a Django DATABASES entry.
 

@@ -10,7 +10,17 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from project.env import database_from_url, env_bool, env_choice, env_int, env_list, env_str, redis_url, sqlite_database
+from project.env import (
+    database_from_url,
+    env_base_url,
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_str,
+    redis_url,
+    sqlite_database,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -43,6 +53,9 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # Postbacks never reach private, loopback or link-local addresses unless this is on
 # (tests and the local demo turn it on to talk to a receiver on 127.0.0.1).
 POSTBACK_ALLOW_PRIVATE_DESTINATIONS = env_bool("POSTBACK_ALLOW_PRIVATE_DESTINATIONS", False)
+# Staging, QA and the demo: every postback goes to this scheme://host:port instead of its own,
+# with its method, path, query, headers and body, and X-Postback-Original-Url (postbacks.http).
+POSTBACK_CAPTURE_URL = env_base_url("POSTBACK_CAPTURE_URL")
 # Per attempt: seconds to connect, and the total deadline from connecting to the last byte of
 # the response, however slowly the receiver sends it. The lease of claimed deliveries derives
 # from the deadline (postbacks.sending.lease_duration).

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from project.env import database_from_url, env_bool, env_int, redis_url
+from project.env import database_from_url, env_base_url, env_bool, env_int, redis_url
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = (
@@ -26,6 +27,7 @@ CONTROLLED = (
     "REDIS_URL",
     "ALLOWED_HOSTS",
     "POSTBACK_ALLOW_PRIVATE_DESTINATIONS",
+    "POSTBACK_CAPTURE_URL",
 )
 
 
@@ -90,6 +92,8 @@ def test_database_and_redis_urls_switch_to_production_setup(tmp_path):
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml' is not one of: plain, json"),
         ({"LOG_LEVEL": "loud"}, "is not one of: DEBUG, INFO"),
         ({"POSTBACK_BATCH_SIZE": "0"}, "below the minimum of 1"),
+        ({"POSTBACK_CAPTURE_URL": "ftp://capture.test"}, "is not an http(s) URL with a host"),
+        ({"POSTBACK_CAPTURE_URL": "http://capture.test/inbox"}, "has more than a scheme, host and port"),
     ],
 )
 def test_bad_values_fail_loudly(tmp_path, env, message):
@@ -136,3 +140,32 @@ def test_env_helpers(monkeypatch):
         env_int("NUMBER", 2, minimum=1)
     monkeypatch.setenv("REDIS", "rediss://cache:6380/0")
     assert redis_url("REDIS") == "rediss://cache:6380/0"
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("capture.test:8080", "is not an http(s) URL with a host"),
+        ("http://", "is not an http(s) URL with a host"),
+        ("http://capture.test:port", "port that is not a number"),
+        ("http://capture.test:0", "port that is not a number"),
+        ("http://capture.test/inbox", "has more than a scheme, host and port"),
+        ("http://capture.test/?to=me", "has more than a scheme, host and port"),
+        ("http://user:pw@capture.test", "has more than a scheme, host and port"),
+    ],
+)
+def test_a_capture_url_names_only_where_to_connect(monkeypatch, raw, problem):
+    monkeypatch.setenv("CAPTURE", raw)
+    with pytest.raises(ImproperlyConfigured, match=re.escape(problem)):
+        env_base_url("CAPTURE")
+
+
+def test_a_capture_url_keeps_scheme_host_and_port(monkeypatch):
+    assert env_base_url("CAPTURE") == ""
+    for raw, kept in [
+        ("http://127.0.0.1:8025/", "http://127.0.0.1:8025"),
+        (" https://capture.test ", "https://capture.test"),
+        ("http://[::1]:9000", "http://[::1]:9000"),
+    ]:
+        monkeypatch.setenv("CAPTURE", raw)
+        assert env_base_url("CAPTURE") == kept
