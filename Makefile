@@ -6,6 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+CAPTURE_PORT ?= 8001
 
 .PHONY: install run test lint format clean
 
@@ -18,14 +19,17 @@ $(VENV)/.installed: requirements.txt
 
 install: $(VENV)/.installed
 
-# The demo runs with DEBUG on and lets postbacks reach 127.0.0.1 (a local receiver).
+# The demo runs with DEBUG on, and every postback goes to a capture receiver on 127.0.0.1 that
+# runall starts (POSTBACK_CAPTURE_URL): the demo's first events are delivered, and none reaches
+# a partner. POSTBACK_CAPTURE_URL= (empty) turns capture off.
 run: export DEBUG ?= true
 run: export POSTBACK_ALLOW_PRIVATE_DESTINATIONS ?= true
+run: export POSTBACK_CAPTURE_URL ?= http://127.0.0.1:$(CAPTURE_PORT)
 run: install
 	$(PY) manage.py migrate --no-input
-	$(PY) manage.py demo_setup
+	$(PY) manage.py demo_setup --api-url http://$(HOST):$(PORT)
 	@echo "Admin: http://$(HOST):$(PORT)/admin/   (Ctrl-C stops the web server and the workers)"
-	$(PY) manage.py runall $(HOST):$(PORT)
+	$(PY) manage.py runall $(HOST):$(PORT) --capture-receiver
 
 test: export SECRET_KEY ?= test-only-secret-key-not-for-production
 test: install

@@ -1,5 +1,6 @@
-"""Run the web server, the django-q2 cluster and the delivery dispatcher together, and stop
-them all cleanly.
+"""Run the web server, the django-q2 cluster and the delivery dispatcher together (and, with
+--capture-receiver, the receiver POSTBACK_CAPTURE_URL names on this machine), and stop them all
+cleanly.
 
 Each child gets its own session, so a Ctrl-C reaches only this command, which then sends
 one SIGTERM to each child. (A terminal's SIGINT sent to the whole group reaches django-q2's
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -21,6 +23,7 @@ from django.core.management.base import BaseCommand, CommandError
 from postbacks.stopping import StopRequest
 
 STOP_GRACE_SECONDS = 20
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class Command(BaseCommand):
@@ -31,11 +34,23 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
+        parser.add_argument(
+            "--capture-receiver",
+            action="store_true",
+            help="Also run capture_receiver where POSTBACK_CAPTURE_URL points, when that is http on this machine.",
+        )
 
-    def handle(self, *args, addrport, **options):
+    def handle(self, *args, addrport, capture_receiver, **options):
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         stopping = StopRequest()
-        children = {
+        children = {}
+        if capture_receiver:
+            port = self.capture_port()
+            if port is not None:
+                children["capture receiver"] = subprocess.Popen(
+                    [sys.executable, manage, "capture_receiver", str(port)], start_new_session=True
+                )
+        children |= {
             "workers": subprocess.Popen([sys.executable, manage, "run_workers"], start_new_session=True),
             "dispatcher": subprocess.Popen([sys.executable, manage, "dispatch_postbacks"], start_new_session=True),
             "web server": subprocess.Popen(
@@ -60,3 +75,15 @@ class Command(BaseCommand):
                     child.wait()
         if died is not None:
             raise CommandError(f"The {died} stopped (exit code {children[died].returncode}); stopped the rest too.")
+
+    def capture_port(self) -> int | None:
+        """The port to run the capture receiver on, or None (said why) when there is none to run."""
+        capture = settings.POSTBACK_CAPTURE_URL
+        if not capture:
+            self.stdout.write("POSTBACK_CAPTURE_URL is not set: postbacks go to their real destinations.")
+            return None
+        parts = urlsplit(capture)
+        if parts.scheme != "http" or parts.hostname not in LOCAL_HOSTS:
+            self.stdout.write(f"Postbacks are captured by {capture}, not by a receiver of this machine.")
+            return None
+        return parts.port or 80
