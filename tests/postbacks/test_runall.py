@@ -86,7 +86,13 @@ def test_runall_serves_delivers_the_demo_to_its_capture_receiver_and_stops_all_o
         reader.join(timeout=5)
     finally:
         if runner.poll() is None:
-            runner.kill()
+            # A failed check: stop runall as Ctrl-C does, so its children (each in a session of
+            # its own) do not outlive the test; kill it only if that does not work.
+            runner.send_signal(signal.SIGINT)
+            try:
+                runner.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                runner.kill()
     assert runner.returncode == 0, "".join(lines)
     for child in (f"runserver --noreload 127.0.0.1:{port}", f"capture_receiver {capture_port}"):
         leftovers = subprocess.run(["pgrep", "-f", child], capture_output=True)
