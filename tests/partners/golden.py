@@ -32,6 +32,7 @@ USER_AGENTS = {
     "ios": "Rocket/3.2.1 CFNetwork/1494.0.7 Darwin/23.4.0",
 }
 PACKAGES = {"android": "com.acme.rocket", "ios": "com.acme.rocketios"}
+SESSION_AT = T0 + timedelta(hours=25)  # SessionBegin postbacks skip the install's first 24 hours
 EVENTS = ("install", "session_begin", "purchase", "level_complete")  # level_complete: a custom event
 
 
@@ -121,7 +122,8 @@ def render(
     install = _ingest(app, "evt-install", "install", T0, ids, platform, tracking)
     stored = install
     if event == "session_begin":
-        stored = _ingest(app, "evt-session", "session_begin", T0 + timedelta(hours=1), ids, platform, tracking)
+        # A day after the install: the install's own 24-hour period has its SessionBegin in the install.
+        stored = _ingest(app, "evt-session", "session_begin", SESSION_AT, ids, platform, tracking)
     elif event != "install":
         money = {"revenue": Decimal(revenue), "currency": currency} if event == "purchase" else {}
         stored = _ingest(app, f"evt-{event}", event, T0 + timedelta(hours=1), ids, platform, tracking, **money)
