@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.partners.golden import ADID, IDFA, PACKAGES
-from tests.partners.golden_session import render_again, render_event
+from tests.partners.golden import ADID, IDFA, PACKAGES, render
 
 SDK_KEY = "q3Xk9ZpL2vR7tYbN5mWc8HdFgJs4AeUo1iKl6QwErTyUiOpAsDfGhJk"
 EVENT_KINDS = {
@@ -47,7 +46,7 @@ cases = pytest.mark.parametrize(
 
 
 def send(event, platform, tracking_allowed=True, attributed=True):
-    return render_event(
+    return render(
         partner_slug="applovin",
         event=event,
         platform=platform,
@@ -117,9 +116,14 @@ def test_a_purchase_is_a_checkout_with_revenue_and_its_currency(platform):
 def test_an_ios_user_who_did_not_authorize_tracking_is_not_tracked_even_without_limit_ad_tracking(att_status):
     # BRANCH: dnt "1 or true = user will not be tracked": on iOS, ATT not authorized means exactly that,
     # whatever limit_ad_tracking says; the IDFA is withheld by the policy (docs/macros.md).
-    send("level_complete", "ios")
-    sent = render_again(
-        event="level_complete", platform="ios", att_status=att_status, limit_ad_tracking=False, consent=True
+    tracking = {
+        "att_status": att_status,
+        "limit_ad_tracking": False,
+        "consent_ad_user_data": True,
+        "consent_ad_personalization": True,
+    }
+    sent = render(
+        partner_slug="applovin", event="level_complete", platform="ios", fields={"sdk_key": SDK_KEY}, tracking=tracking
     )
     assert sent.parameters["dnt"] == "1"
     assert "idfa" not in sent.parameters

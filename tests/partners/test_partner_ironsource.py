@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.partners.golden import ADID, IDFA, PACKAGES
-from tests.partners.golden_session import render_again, render_event
+from tests.partners.golden import ADID, IDFA, PACKAGES, render
 
 ADVERTISER_ID = "354773"
 PASSWORD = "a1b2c3d4e5f6"
@@ -42,7 +41,7 @@ cases = pytest.mark.parametrize(
 
 
 def send(event, platform, tracking_allowed=True, attributed=True):
-    return render_event(
+    return render(
         partner_slug="ironsource",
         event=event,
         platform=platform,
@@ -112,9 +111,18 @@ def test_a_purchase_carries_its_amount_and_currency(platform):
 @pytest.mark.parametrize("att_status", ["denied", "restricted", "not_determined"])
 def test_an_ios_user_who_did_not_authorize_tracking_is_sent_as_limited(att_status):
     # BRANCH: lat = Limit Ad Tracking status; on iOS 14.5+ ATT not authorized is the limited state.
-    send("level_complete", "ios")
-    sent = render_again(
-        event="level_complete", platform="ios", att_status=att_status, limit_ad_tracking=False, consent=True
+    tracking = {
+        "att_status": att_status,
+        "limit_ad_tracking": False,
+        "consent_ad_user_data": True,
+        "consent_ad_personalization": True,
+    }
+    sent = render(
+        partner_slug="ironsource",
+        event="level_complete",
+        platform="ios",
+        fields={"advertiser_id": ADVERTISER_ID, "password": PASSWORD},
+        tracking=tracking,
     )
     assert sent.parameters["lat"] == "1"
     assert not {"ifa", "idfa"} & set(sent.parameters)

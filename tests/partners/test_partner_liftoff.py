@@ -19,8 +19,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.partners.golden import ADID, DEVICE_IP, IDFA, IDFV, PACKAGES, T0
-from tests.partners.golden_session import render_event
+from tests.partners.golden import ADID, DEVICE_IP, IDFA, IDFV, PACKAGES, SESSION_AT, T0, render
 
 APP_ID = "a1b2c3d4e5"
 API_KEY = "lft_9Zx8Yw7Vu6Ts5Rq4Pp3On2Mm1Lk0Jj"
@@ -30,7 +29,7 @@ EVENT_NAMES = {
     "purchase": "purchase",
     "level_complete": "level_complete",
 }
-EVENT_TIMES = {"install": T0, "session_begin": T0 + timedelta(hours=25), "purchase": T0 + timedelta(hours=1)}
+EVENT_TIMES = {"install": T0, "session_begin": SESSION_AT, "purchase": T0 + timedelta(hours=1)}
 EVENT_TIMES["level_complete"] = EVENT_TIMES["purchase"]
 ALLOWED = {
     "liftoff_app_id", "client_ip", "event_name", "event_timestamp", "platform", "bundle_id", "app_store_id",
@@ -52,7 +51,7 @@ cases = pytest.mark.parametrize(
 
 
 def send(event, platform, tracking_allowed=True, attributed=True, **fields):
-    return render_event(
+    return render(
         partner_slug="liftoff",
         event=event,
         platform=platform,
