@@ -167,3 +167,10 @@ def test_the_reply_is_read_as_the_graph_api_documents_it(status, body, outcome, 
     assert verdict.outcome == outcome
     if message:
         assert message in verdict.message
+
+
+def test_a_configuration_without_its_access_token_sends_none_rather_than_an_empty_one():
+    # The token is optional in the configuration (configurations made before it existed stay valid);
+    # Meta refuses such an event, and the delivery log shows Meta's error, rather than sending access_token="".
+    request = render(partner_slug="meta", event="install", platform="android", fields={"app_id": FIELDS["app_id"]})
+    assert "access_token" not in request.form
