@@ -19,8 +19,7 @@ from postbacks.http import Exchange
 from postbacks.models import Attempt
 from postbacks.sending import verdict_for
 from tests import factories
-from tests.partners.golden import ADID, DEVICE_IP, IDFA, T0
-from tests.partners.golden_sessions import SESSION_DELAY, render
+from tests.partners.golden import ADID, DEVICE_IP, IDFA, SESSION_AT, T0, render
 
 pytestmark = pytest.mark.django_db
 
@@ -92,7 +91,7 @@ def test_other_events_are_custom_app_events_as_a_json_array_of_objects(event, pl
     [custom] = json.loads(request.form["custom_events"])
     assert custom["_eventName"] == EVENT_NAME[event]
     assert re.fullmatch(CUSTOM_EVENT_NAME, custom["_eventName"])
-    occurred = T0 + timedelta(hours=1) + (SESSION_DELAY if event == "session_begin" else timedelta(0))
+    occurred = SESSION_AT if event == "session_begin" else T0 + timedelta(hours=1)
     assert custom["_logTime"] == int(occurred.timestamp())
     assert isinstance(custom["_logTime"], int)
     if event == "purchase":

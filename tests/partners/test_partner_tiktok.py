@@ -20,8 +20,7 @@ from postbacks.http import Exchange
 from postbacks.models import Attempt
 from postbacks.sending import verdict_for
 from tests import factories
-from tests.partners.golden import ADID, DEVICE_IP, IDFA, IDFV, PACKAGES, T0, USER_AGENTS
-from tests.partners.golden_sessions import SESSION_DELAY, render
+from tests.partners.golden import ADID, DEVICE_IP, IDFA, IDFV, PACKAGES, SESSION_AT, T0, USER_AGENTS, render
 
 pytestmark = pytest.mark.django_db
 
@@ -50,7 +49,7 @@ def sent(event, platform, *, tracking_allowed=True, attributed=True, app_store_i
 def occurred(event):
     if event == "install":
         return T0
-    return T0 + timedelta(hours=1) + (SESSION_DELAY if event == "session_begin" else timedelta(0))
+    return SESSION_AT if event == "session_begin" else T0 + timedelta(hours=1)
 
 
 def values(document):
