@@ -2,20 +2,26 @@
 parameters) without a code change: rendered, validated, exported and edited in the admin."""
 
 import json
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
+from events.services import EventInput
 from partners.models import PartnerTemplate
 from postbacks.config_io import ConfigImportError, config_export, config_import
-from postbacks.models import PartnerConfiguration
+from postbacks.models import Delivery, PartnerConfiguration
 from postbacks.rendering import RenderError, render_postback
+from postbacks.sending import deliveries_claim, deliveries_send
+from project import clock
+from project.ingest import event_ingest
 from tests import factories
 
 pytestmark = pytest.mark.django_db
 
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 VALUES = {"event_name": "install", "adid": "gaid-1", "campaign_name": "Autumn", "network_id": "acme_ads"}
 
 
@@ -175,3 +181,22 @@ def test_templates_are_untouched_by_a_configurations_overrides(app, partner):
     assert PartnerTemplate.objects.get(partner=partner, event="install").url_template.startswith(
         "https://postback.acme.test/"
     )
+
+
+def test_an_overridden_postback_reaches_the_base_with_the_templates_path_through_the_real_send_path(
+    app, partner, receiver, allow_private
+):
+    # The template still names the partner's public host; only the configuration's base points here.
+    config = configured(app, partner, endpoint_base=receiver.url + "/relay", fixed_parameters={"region": "eu"})
+    factories.make_certified_postback(config, delivery_method="all")
+    with clock.frozen(T0):
+        event_ingest(
+            app=app,
+            data=EventInput(event_id="e1", name="install", device_ids={"adid": "gaid-1"}, occurred_at=T0),
+        )
+        deliveries_send(claim=deliveries_claim(limit=10))
+    [received] = receiver.wait_for(1)
+    assert (received.method, received.path) == ("GET", "/relay/12345/install")
+    assert received.query["region"] == ["eu"] and received.query["gaid"] == ["gaid-1"]
+    delivery = Delivery.objects.get()
+    assert delivery.status == Delivery.Status.DELIVERED and delivery.url.startswith(receiver.url + "/relay/12345/")
