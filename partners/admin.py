@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count
 
 from partners.models import Partner, PartnerField, PartnerTemplate
@@ -10,7 +10,7 @@ from project.audit import AuditedAdmin
 class PartnerFieldInline(admin.TabularInline):
     model = PartnerField
     extra = 0
-    fields = ["position", "name", "label", "required", "pattern", "help_text", "is_secret"]
+    fields = ["position", "name", "label", "required", "pattern", "help_text", "example", "is_secret"]
 
 
 class PartnerTemplateInline(admin.StackedInline):
@@ -35,11 +35,16 @@ class PartnerAdmin(AuditedAdmin):
     """The catalogue of partners. Templates are managed: only superusers edit them, and every
     postback configured on a partner follows its template on the next send."""
 
-    list_display = ["name", "slug", "kind", "certified", "field_count", "template_count"]
-    list_filter = ["kind"]
+    list_display = ["name", "slug", "kind", "certified", "illustrative", "field_count", "template_count"]
+    list_filter = ["kind", "illustrative"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [PartnerFieldInline, PartnerTemplateInline]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.illustrative:
+            messages.warning(request, obj.illustrative_warning)
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_queryset(self, request):
         return (

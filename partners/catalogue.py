@@ -28,9 +28,20 @@ class CatalogueError(ValueError):
 
 def catalogue_problems(*, entries: list[dict]) -> list[str]:
     """Every problem of the catalogue's templates, each named by partner, event and path."""
+    from partners.models import PartnerField
+
     problems = []
     for entry in entries:
         field_names = {field["name"] for field in entry.get("fields", [])}
+        for field in entry.get("fields", []):
+            # The example is what the admin shows as the expected format: it must pass it.
+            example = field.get("example", "")
+            checked = PartnerField(
+                name=field["name"], label=field.get("label", field["name"]), pattern=field.get("pattern", "")
+            )
+            if example and checked.value_problem(example):
+                slug = entry.get("slug")
+                problems.append(f"{slug} · fields.{field['name']}: the example {example!r} fails its pattern")
         for template in entry.get("templates", []):
             errors = template_spec_problems(
                 url_template=template.get("url_template", ""),
@@ -65,6 +76,8 @@ def catalogue_sync(*, entries: list[dict] | None = None, apps_registry=django_ap
                 "kind": entry["kind"],
                 "website": entry.get("website", ""),
                 "description": entry.get("description", ""),
+                "illustrative": entry.get("illustrative", False),
+                "illustrative_note": entry.get("illustrative_note", ""),
             },
         )
         counts["partners"] += 1
@@ -78,6 +91,7 @@ def catalogue_sync(*, entries: list[dict] | None = None, apps_registry=django_ap
                     "required": field.get("required", True),
                     "pattern": field.get("pattern", ""),
                     "help_text": field.get("help_text", ""),
+                    "example": field.get("example", ""),
                     "is_secret": field.get("is_secret", False),
                     "position": position,
                 },

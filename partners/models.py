@@ -27,12 +27,32 @@ class Partner(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.NETWORK)
     website = models.URLField(blank=True)
     description = models.TextField(blank=True)
+    illustrative = models.BooleanField(
+        default=False,
+        help_text="The partner publishes no wire format for these postbacks: its templates are a guess to "
+        "complete with what the partner gives you, not a certified integration.",
+    )
+    illustrative_note = models.TextField(
+        blank=True, help_text="Why the partner is illustrative, with the sources that were searched."
+    )
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
-        return self.name
+        # Said wherever the partner is named (choice lists, titles, logs), so no one mistakes it for certified.
+        return f"{self.name} (illustrative)" if self.illustrative else self.name
+
+    @property
+    def illustrative_warning(self) -> str:
+        """What the admin says at the top of every page about an illustrative partner ("" for others)."""
+        if not self.illustrative:
+            return ""
+        return (
+            f"{self.name} is illustrative: it publishes no postback format, so its templates are a placeholder to "
+            f"complete with what {self.name} gives you (endpoint base and fixed parameters on the partner "
+            f"configuration), not a certified integration. {self.illustrative_note}"
+        ).strip()
 
     @property
     def is_certified(self) -> bool:
@@ -64,7 +84,12 @@ class PartnerField(models.Model):
         blank=True,
         help_text="Regular expression the whole value must match, e.g. ^\\d{15,16}$ for a Facebook App ID.",
     )
-    help_text = models.CharField(max_length=300, blank=True)
+    help_text = models.CharField(
+        max_length=300, blank=True, help_text="What the value is and where to find it, in words (shown in the admin)."
+    )
+    example = models.CharField(
+        max_length=200, blank=True, help_text="A made-up value in the expected format; it must pass the pattern."
+    )
     is_secret = models.BooleanField(default=False, help_text="Masked in the admin and in delivery logs.")
     position = models.PositiveSmallIntegerField(default=0)
 
@@ -81,14 +106,21 @@ class PartnerField(models.Model):
                 re.compile(self.pattern)
             except re.error as error:
                 raise ValidationError({"pattern": f"Not a valid regular expression: {error}."}) from None
+        if self.example and self.value_problem(self.example):
+            raise ValidationError({"example": "The example does not match the pattern."})
 
     def value_problem(self, value: str) -> str | None:
-        """Why a value is refused for this field, or None when it is fine."""
+        """Why a value is refused for this field, or None when it is fine. Said in words (the
+        hint and the example), never with the regular expression, which users cannot read."""
         if not value:
             return f"{self.label} is required." if self.required else None
         if self.pattern and not re.fullmatch(self.pattern, value):
-            hint = f" {self.help_text}" if self.help_text else ""
-            return f"{self.label} {value!r} does not have the expected format ({self.pattern}).{hint}"
+            expected = " ".join(
+                part
+                for part in (self.help_text.strip(), f"For example: {self.example}." if self.example else "")
+                if part
+            )
+            return f"{self.label} {value!r} is not in the expected format." + (f" {expected}" if expected else "")
         return None
 
 

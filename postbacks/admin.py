@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -14,7 +14,7 @@ from events.admin_scoping import ScopedModelAdmin
 from events.scoping import visible_to
 from partners.models import Partner
 from postbacks import http
-from postbacks.forms import FIELD_INPUT_PREFIX, PartnerConfigurationForm, PostbackConfigurationForm
+from postbacks.forms import FIELD_INPUT_PREFIX, PartnerConfigurationForm, PostbackConfigurationForm, chosen_object
 from postbacks.models import Attempt, Delivery, PartnerConfiguration, PostbackConfiguration
 from postbacks.rendering import RenderError, render_postback, requirement_problems, sample_values
 from postbacks.selectors import WINDOWS, delivery_stats
@@ -29,6 +29,20 @@ from postbacks.sending import (
 )
 from project import clock
 
+OVERRIDE_FIELDS = ["endpoint_base", "fixed_parameters"]
+OVERRIDES_TITLE = "Overrides (optional)"
+OVERRIDES_DESCRIPTION = (
+    "What this measurement platform sends to the partner, changed without a code change: the endpoint base replaces "
+    "the scheme and host of every template's URL and goes before its path; each fixed parameter is sent with every "
+    "request, replacing the template's parameter of the same name. See docs/partner-templates.md."
+)
+
+
+def warn_if_illustrative(request, partner: Partner | None) -> None:
+    """Say at the top of the page that a partner's templates are not its documented format."""
+    if partner is not None and partner.illustrative:
+        messages.warning(request, partner.illustrative_warning)
+
 
 @admin.register(PartnerConfiguration)
 class PartnerConfigurationAdmin(ScopedModelAdmin):
@@ -41,20 +55,30 @@ class PartnerConfigurationAdmin(ScopedModelAdmin):
     def get_form(self, request, obj=None, change=False, **kwargs):
         # The network-specific inputs are added per partner in the form's __init__; the
         # form class itself only declares app and partner (minus the read-only ones).
-        kwargs["fields"] = ["app", "partner"]
+        kwargs["fields"] = ["app", "partner", *OVERRIDE_FIELDS]
         return super().get_form(request, obj, change, **kwargs)
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = [(None, {"fields": ["app", "partner"]})]
         if obj is not None and not self.has_change_permission(request, obj):
-            return [*fieldsets, ("Network-specific fields", {"fields": ["field_values_display"]})]
+            return [
+                *fieldsets,
+                ("Network-specific fields", {"fields": ["field_values_display"]}),
+                (OVERRIDES_TITLE, {"fields": OVERRIDE_FIELDS, "description": OVERRIDES_DESCRIPTION}),
+            ]
         form_class = self.get_form(request, obj)
         data = request.POST if request.method == "POST" else None
         form = form_class(data=data, instance=obj, initial=request.GET.dict())
         network_fields = [name for name in form.fields if name.startswith(FIELD_INPUT_PREFIX)]
         if network_fields:
             fieldsets.append(("Network-specific fields", {"fields": network_fields}))
+        if form.partner is not None:
+            fieldsets.append((OVERRIDES_TITLE, {"fields": OVERRIDE_FIELDS, "description": OVERRIDES_DESCRIPTION}))
         return fieldsets
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        warn_if_illustrative(request, obj.partner if obj is not None else context["adminform"].form.partner)
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_readonly_fields(self, request, obj=None):
         # Moving a configuration to another app or partner would silently re-point its postbacks.
@@ -135,6 +159,15 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return ["app", "request_preview", "signing_secret_display"] if obj is not None else []
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        partner = obj.partner if obj is not None else None
+        if partner is None and "adminform" in context:
+            form = context["adminform"].form
+            chosen = chosen_object(form, "partner_configuration") if "partner_configuration" in form.fields else None
+            partner = chosen.partner if chosen is not None else None
+        warn_if_illustrative(request, partner)
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.display(description="signing secret")
     def signing_secret_display(self, postback: PostbackConfiguration) -> str:

@@ -103,7 +103,7 @@ def _export_app(app: App) -> dict[str, Any]:
         "active": app.is_active,
         "custom_events": sorted(app.custom_events.values_list("name", flat=True)),
         "partner_configurations": [
-            {"partner": config.partner.slug, "fields": dict(sorted(config.field_values.items()))}
+            _export_partner_configuration(config)
             for config in app.partner_configurations.select_related("partner").order_by("partner__slug")
         ],
         "trackers": [
@@ -122,6 +122,16 @@ def _export_app(app: App) -> dict[str, Any]:
         ],
         "postbacks": [_export_postback(postback) for postback in postbacks],
     }
+
+
+def _export_partner_configuration(config: PartnerConfiguration) -> dict[str, Any]:
+    exported: dict[str, Any] = {"partner": config.partner.slug, "fields": dict(sorted(config.field_values.items()))}
+    # The overrides only when set, so that a configuration without them exports as before.
+    if config.endpoint_base:
+        exported["endpoint_base"] = config.endpoint_base
+    if config.fixed_parameters:
+        exported["fixed_parameters"] = dict(sorted(config.fixed_parameters.items()))
+    return exported
 
 
 def _export_postback(postback: PostbackConfiguration) -> dict[str, Any]:
@@ -349,12 +359,16 @@ class _Importer:
             if not isinstance(item, dict):
                 self.problem(item_path, "must be an object")
                 continue
-            self.check_keys(item, {"partner", "fields"}, item_path)
+            self.check_keys(item, {"partner", "fields", "endpoint_base", "fixed_parameters"}, item_path)
             partner = self.partner(item.get("partner"), f"{item_path}.partner")
             fields = item.get("fields", {})
             if not isinstance(fields, dict):
                 self.problem(f"{item_path}.fields", "must be an object of field name → value")
                 continue
+            overrides = {
+                "endpoint_base": self.text(item, "endpoint_base", item_path),
+                "fixed_parameters": item.get("fixed_parameters", {}),
+            }
             if partner is None:
                 continue
             if partner.slug in configurations:
@@ -363,8 +377,7 @@ class _Importer:
             config = PartnerConfiguration.objects.filter(app=app, partner=partner).first()
             created = config is None
             config = config or PartnerConfiguration(app=app, partner=partner)
-            changed = config.field_values != fields
-            config.field_values = fields
+            changed = _assign(config, {"field_values": fields, **overrides})
             if (created or changed) and not self.validated_save(config, item_path):
                 continue
             self.record(f"partner configuration {app.name}/{partner.slug}", created, changed)

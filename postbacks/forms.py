@@ -9,7 +9,7 @@ from postbacks.models import PartnerConfiguration, PostbackConfiguration
 FIELD_INPUT_PREFIX = "field__"
 
 
-def _chosen(form: forms.ModelForm, name: str):
+def chosen_object(form: forms.ModelForm, name: str):
     """The object a form is about: its instance's, else the posted or initial choice (an id from
     the URL, e.g. ?app=), looked up among the field's own choices only. The admin scopes those
     to the user's accounts, so another account's id finds nothing, and nothing is built from it."""
@@ -32,11 +32,16 @@ class PartnerConfigurationForm(forms.ModelForm):
 
     class Meta:
         model = PartnerConfiguration
-        fields = ["app", "partner"]
+        fields = ["app", "partner", "endpoint_base", "fixed_parameters"]
+        labels = {"endpoint_base": "Endpoint base (override)", "fixed_parameters": "Fixed parameters (override)"}
+        widgets = {
+            "endpoint_base": forms.TextInput(attrs={"placeholder": "https://eu.partner.example/prefix", "size": 60}),
+            "fixed_parameters": forms.Textarea(attrs={"placeholder": '{"region": "eu"}', "rows": 3, "cols": 60}),
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.partner = _chosen(self, "partner")
+        self.partner = chosen_object(self, "partner")
         self.audit_masked_fields = []
         if "partner" in self.fields:
             self.fields["partner"].help_text = "Choose the partner and save: its network-specific fields appear below."
@@ -45,7 +50,8 @@ class PartnerConfigurationForm(forms.ModelForm):
         stored = self.instance.field_values or {}
         for field in self.partner.fields.all():
             input_name = FIELD_INPUT_PREFIX + field.name
-            help_parts = [field.help_text, f"Format: {field.pattern}" if field.pattern else ""]
+            # The hint and an example, in words: the pattern itself stays out of sight.
+            help_parts = [field.help_text, f"Example: {field.example}" if field.example and not field.is_secret else ""]
             if field.is_secret:
                 self.audit_masked_fields.append(input_name)
                 if stored.get(field.name):
@@ -55,7 +61,9 @@ class PartnerConfigurationForm(forms.ModelForm):
                 required=False,
                 initial=None if field.is_secret else stored.get(field.name, ""),
                 help_text=" ".join(part for part in help_parts if part),
-                widget=forms.PasswordInput(render_value=False) if field.is_secret else forms.TextInput,
+                widget=forms.PasswordInput(render_value=False, attrs={"placeholder": field.example or ""})
+                if field.is_secret
+                else forms.TextInput(attrs={"placeholder": field.example or ""}),
             )
 
     def clean(self):
@@ -139,7 +147,7 @@ class PostbackConfigurationForm(forms.ModelForm):
             )
             if self.instance.signing_secret:
                 field.help_text += " A secret is stored; leave empty to keep it."
-        app = _chosen(self, "app")
+        app = chosen_object(self, "app")
         if app is None:
             return
         events = [(name, name) for name in app.event_names()]

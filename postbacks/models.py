@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -27,6 +28,31 @@ DELAY_CHOICES = [
 RETRY_CHOICES = [(0, "Do not retry")] + [(n, f"{n} attempt{'s' if n > 1 else ''}") for n in range(1, 11)]
 
 
+def endpoint_base_problem(base: str, *, resolve: bool = True) -> str | None:
+    """Why an endpoint base is refused, or None (an empty one keeps the template's endpoint).
+    A base is fixed text: scheme, host, optional port and path prefix, under the rules of
+    custom destinations."""
+    if not base:
+        return None
+    if "{" in base or "}" in base:
+        return "The endpoint base is fixed text: no {placeholders}."
+    problem = destination_problem(base, resolve=resolve)
+    if problem:
+        return problem
+    parts = urlsplit(base)
+    if parts.query or parts.fragment or "?" in base or "#" in base:
+        return "The endpoint base is a scheme, host and optional path prefix only: no query or fragment."
+    return None
+
+
+def fixed_parameters_problem(parameters: object) -> str | None:
+    if not isinstance(parameters, dict) or not all(
+        isinstance(name, str) and name.strip() and isinstance(value, str) for name, value in parameters.items()
+    ):
+        return "Give an object of parameter name → text value."
+    return None
+
+
 class PartnerConfiguration(AccountScoped):
     """An app's connection to a certified partner, with the partner's network-specific fields."""
 
@@ -35,6 +61,18 @@ class PartnerConfiguration(AccountScoped):
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="partner_configurations")
     partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="configurations")
     field_values = models.JSONField("network-specific fields", default=dict, blank=True)
+    endpoint_base = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Optional: send to this scheme, host and path prefix instead of the template's, e.g. "
+        "https://eu.partner.example/api (the template's path and query follow it).",
+    )
+    fixed_parameters = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Optional: parameter name → value added to every request (in the query or the body, as the "
+        "template's encoding says), replacing the template's parameter of the same name.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -65,8 +103,17 @@ class PartnerConfiguration(AccountScoped):
             problem = field.value_problem(value.strip())
             if problem:
                 problems.append(problem)
+        errors: dict[str, list[str]] = {}
         if problems:
-            raise ValidationError({"field_values": problems})
+            errors["field_values"] = problems
+        base_problem = endpoint_base_problem(self.endpoint_base)
+        if base_problem:
+            errors["endpoint_base"] = [base_problem]
+        parameter_problem = fixed_parameters_problem(self.fixed_parameters)
+        if parameter_problem:
+            errors["fixed_parameters"] = [parameter_problem]
+        if errors:
+            raise ValidationError(errors)
 
 
 class PostbackConfiguration(AccountScoped):

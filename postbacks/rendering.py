@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 from partners.macros import ATTRIBUTION_MACRO_NAMES, FIELD_PREFIX, SAMPLE_VALUES, url_authority_problem
 from partners.templating import append_query, fill_placeholders, render_request
-from postbacks.models import PostbackConfiguration
+from postbacks.models import PostbackConfiguration, endpoint_base_problem
 from postbacks.signing import signing_problems
 
 logger = logging.getLogger("postbacks.rendering")
@@ -122,12 +123,25 @@ def _render_certified(configuration: PostbackConfiguration, values: dict[str, st
     )
     for name, value in (partner_configuration.field_values or {}).items():
         context[FIELD_PREFIX + name] = value
-    request = render_request(
-        method=template.method,
+    url_template, query, body = with_overrides(
         url_template=template.url_template,
         encoding=template.encoding,
         query=template.query,
         body=template.body,
+        endpoint_base=partner_configuration.endpoint_base,
+        fixed_parameters=partner_configuration.fixed_parameters or {},
+    )
+    if url_template != template.url_template:
+        # The rule the base was saved under, again: a base saved before it must not send.
+        problem = endpoint_base_problem(partner_configuration.endpoint_base, resolve=False)
+        if problem:
+            raise RenderError(f"The partner configuration's endpoint base: {problem}")
+    request = render_request(
+        method=template.method,
+        url_template=url_template,
+        encoding=template.encoding,
+        query=query,
+        body=body,
         headers=template.headers,
         context=context,
     )
@@ -138,6 +152,35 @@ def _render_certified(configuration: PostbackConfiguration, values: dict[str, st
     return RenderedRequest(
         method=request.method, url=request.url, headers=request.headers, body=request.body, problems=request.problems
     )
+
+
+def with_overrides(
+    *, url_template: str, encoding: str, query: dict, body, endpoint_base: str, fixed_parameters: dict[str, str]
+) -> tuple[str, dict, object]:
+    """A template's URL, query and body with a partner configuration's overrides applied: the
+    endpoint base replaces the URL's scheme and host and goes before its path; each fixed
+    parameter replaces the template's parameter of that name, or is added where the encoding
+    puts parameters (the query, the form body, or the JSON body's top-level object)."""
+    if endpoint_base:
+        parts = urlsplit(url_template)
+        base = urlsplit(endpoint_base)
+        url_template = urlunsplit(
+            (base.scheme, base.netloc, base.path.rstrip("/") + parts.path, parts.query, parts.fragment)
+        )
+    if not fixed_parameters:
+        return url_template, query, body
+    query = dict(query or {})
+    # A JSON body takes them when it is a plain object (not a value spec such as {"$json": …}).
+    plain_object = isinstance(body, dict) and not any(key.startswith("$") for key in body)
+    body_takes_parameters = encoding in ("query", "form") or plain_object
+    body = dict(body) if isinstance(body, dict) else body
+    for name, value in fixed_parameters.items():
+        constant = {"$const": value}  # sent as given: no placeholders are filled in a fixed value
+        if name in query or not body_takes_parameters:
+            query[name] = constant
+        else:
+            body[name] = constant
+    return url_template, query, body
 
 
 def sample_values(*, configuration: PostbackConfiguration) -> dict[str, str]:

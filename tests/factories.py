@@ -27,7 +27,14 @@ def make_app(account: Account, *, name: str = "Rocket", platform: str = "android
 def make_partner(slug: str = "acme_ads", *, kind: str = Partner.Kind.NETWORK) -> Partner:
     """A certified partner with one required field and templates for installs and post-install events."""
     partner = Partner.objects.create(slug=slug, name=slug.replace("_", " ").title(), kind=kind)
-    PartnerField.objects.create(partner=partner, name="app_id", label="Acme App ID", pattern=r"^\d{4,10}$")
+    PartnerField.objects.create(
+        partner=partner,
+        name="app_id",
+        label="Acme App ID",
+        pattern=r"^\d{4,10}$",
+        help_text="4 to 10 digits, from the Acme console.",
+        example="123456",
+    )
     PartnerField.objects.create(partner=partner, name="token", label="Token", required=False, is_secret=True)
     PartnerTemplate.objects.create(
         partner=partner,

@@ -32,6 +32,7 @@ USER_AGENTS = {
     "ios": "Rocket/3.2.1 CFNetwork/1494.0.7 Darwin/23.4.0",
 }
 PACKAGES = {"android": "com.acme.rocket", "ios": "com.acme.rocketios"}
+SESSION_AT = T0 + timedelta(hours=25)  # SessionBegin postbacks skip the install's first 24 hours
 EVENTS = ("install", "session_begin", "purchase", "level_complete")  # level_complete: a custom event
 
 
@@ -76,6 +77,7 @@ def render(
     delivery_method: str = "all",
     revenue: str = "4.99",
     currency: str = "USD",
+    tracking: dict | None = None,
 ) -> Sent:
     """One delivery of `partner_slug`'s certified postback for `event` ("install",
     "session_begin", "purchase" or a custom event such as "level_complete") on an app of
@@ -84,7 +86,9 @@ def render(
     tracking_allowed: the device allows tracking (ATT authorized on iOS, limit_ad_tracking
     false, consent given) or denies it (ATT denied, limit_ad_tracking true, consent refused).
     attributed: the install was driven by this partner (a click on its tracker within the
-    lookback window) or is organic (the postback goes out anyway: delivery method "all")."""
+    lookback window) or is organic (the postback goes out anyway: delivery method "all").
+    tracking: other values than those two, e.g. {"att_status": "denied", "limit_ad_tracking":
+    False, "consent_ad_user_data": True, "consent_ad_personalization": True}."""
     catalogue_sync(entries=[entry for entry in catalogue_read() if entry["slug"] == partner_slug])
     partner = Partner.objects.get(slug=partner_slug)
     account = factories.make_account(f"Golden {partner_slug} {platform} {event}")
@@ -103,7 +107,7 @@ def render(
             user_agent=USER_AGENTS[platform],
             parameters={"campaign_id": "cmp-42", "campaign_name": "Autumn"},
         )
-    tracking = (
+    tracking = tracking or (
         {
             "att_status": "authorized" if platform == "ios" else None,
             "limit_ad_tracking": False,
@@ -121,7 +125,8 @@ def render(
     install = _ingest(app, "evt-install", "install", T0, ids, platform, tracking)
     stored = install
     if event == "session_begin":
-        stored = _ingest(app, "evt-session", "session_begin", T0 + timedelta(hours=1), ids, platform, tracking)
+        # A day after the install: the install's own 24-hour period has its SessionBegin in the install.
+        stored = _ingest(app, "evt-session", "session_begin", SESSION_AT, ids, platform, tracking)
     elif event != "install":
         money = {"revenue": Decimal(revenue), "currency": currency} if event == "purchase" else {}
         stored = _ingest(app, f"evt-{event}", event, T0 + timedelta(hours=1), ids, platform, tracking, **money)

@@ -98,7 +98,7 @@ def test_a_catalogue_with_a_bad_template_is_refused_whole_with_paths(partner):
         'meta · install: body.advertiser_id.transforms[1]: unknown transform "sha1" '
         "(known: unix_seconds, unix_ms, iso8601, lower, upper, trim, sha256, md5)",
         "meta · session_begin: headers.Access-Token: {fields.token} names no network-specific field of this partner "
-        "(known: app_id).",
+        "(known: access_token, app_id).",
     ]
     assert PartnerTemplate.objects.get(partner__slug="meta", event="install").body["advertiser_id"] == {
         "$first": ["adid", "idfa"]

@@ -35,11 +35,19 @@ def test_add_a_configuration_asks_for_the_partners_fields_then_saves_them(client
 
     response = client.post(f"{url}?app={app.pk}", {"app": app.pk, "partner": partner.pk})
     assert "Acme App ID is required." in form_errors(response)["field__app_id"]
-    assert 'name="field__app_id"' in response.content.decode()
+    page = response.content.decode()
+    assert 'name="field__app_id"' in page
+    # The hint and the example, as help and placeholder; the pattern is never shown.
+    assert "4 to 10 digits, from the Acme console. Example: 123456" in page
+    assert 'placeholder="123456"' in page
+    assert "{4,10}" not in page
     assert not PartnerConfiguration.objects.exists()
 
     response = client.post(url, {"app": app.pk, "partner": partner.pk, "field__app_id": "12x"})
-    assert "does not have the expected format" in form_errors(response)["field__app_id"]
+    assert form_errors(response)["field__app_id"] == (
+        "Acme App ID '12x' is not in the expected format. 4 to 10 digits, from the Acme console. For example: 123456."
+    )
+    assert "{4,10}" not in response.content.decode()
 
     response = client.post(url, {"app": app.pk, "partner": partner.pk, "field__app_id": "4242", "field__token": "tk"})
     assert response.status_code == 302

@@ -141,7 +141,10 @@ def test_network_specific_fields_validated_against_the_partner(app, partner):
     missing = PartnerConfiguration(app=app, partner=partner, field_values={})
     assert errors_of(missing)["field_values"] == ["Acme App ID is required."]
     malformed = PartnerConfiguration(app=app, partner=partner, field_values={"app_id": "12ab"})
-    assert "does not have the expected format" in errors_of(malformed)["field_values"][0]
+    # Said in words, with the example: never the regular expression.
+    assert errors_of(malformed)["field_values"] == [
+        "Acme App ID '12ab' is not in the expected format. 4 to 10 digits, from the Acme console. For example: 123456."
+    ]
     unknown = PartnerConfiguration(app=app, partner=partner, field_values={"app_id": "1234", "pixel": "x"})
     assert "has no field pixel" in errors_of(unknown)["field_values"][0]
     factories.make_partner_configuration(app, partner, app_id="1234")

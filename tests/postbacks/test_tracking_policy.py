@@ -5,6 +5,7 @@ Transparency is authorized (the event's status, else the device's latest), and n
 ID at all when the user limits ad tracking. Asserted on the stored delivery's request.
 """
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -166,7 +167,9 @@ def test_certified_partner_receives_the_idfa_only_as_the_policy_allows(ios_app, 
     delivery = Delivery.objects.get(event=event, configuration=tiktok)
     assert delivery.status == Delivery.Status.SCHEDULED
     request = (delivery.url + delivery.body).lower()
-    assert (IDFA in request) is idfa_sent
+    # TikTok receives the IDFA as the SHA-256 of the trimmed, lower-cased IDFA (docs/partners/tiktok.md), never raw.
+    assert (hashlib.sha256(IDFA.lower().encode()).hexdigest() in request) is idfa_sent
+    assert IDFA not in request
     assert bool(delivery.withheld) is not idfa_sent
 
 

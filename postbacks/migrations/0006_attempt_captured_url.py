@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("postbacks", "0004_delivery_withheld"),
+        ("postbacks", "0005_partner_configuration_overrides"),
     ]
 
     operations = [
