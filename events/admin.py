@@ -287,6 +287,8 @@ class EventAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
         "limit_ad_tracking",
         "consent_ad_user_data",
         "consent_ad_personalization",
+        "device_model",
+        "language",
         "is_reinstall",
         "is_reengagement",
         "postbacks_scheduled",

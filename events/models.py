@@ -388,6 +388,9 @@ class Event(AccountScoped):
     limit_ad_tracking = tracking_flag("limits ad tracking")
     consent_ad_user_data = tracking_flag("consents to ad user data (EEA)")
     consent_ad_personalization = tracking_flag("consents to ad personalization (EEA)")
+    # The device as the event reports it (empty: not reported).
+    device_model = models.CharField(max_length=64, blank=True, help_text="As the OS reports it, e.g. iPhone15,2.")
+    language = models.CharField(max_length=35, blank=True, help_text="BCP 47 language tag, e.g. en-US.")
     is_reinstall = models.BooleanField(default=False)
     is_reengagement = models.BooleanField(default=False, help_text="This event recorded a reengagement.")
     postbacks_scheduled = models.PositiveIntegerField(default=0)

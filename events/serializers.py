@@ -26,6 +26,29 @@ MAX_FUTURE = timedelta(minutes=5)
 # Already in the form normalize_device_ids gives (str(uuid.UUID(...))), once lower-cased.
 CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 ANDROID_ID = re.compile(r"[0-9a-fA-F]{8,32}")
+# A BCP 47 tag's shape: a language subtag of letters, then subtags of letters and digits.
+LANGUAGE_TAG = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
+LANGUAGE_TAG_LENGTH = (2, 35)
+
+
+def language_tag(value: str) -> str | None:
+    """A BCP 47 language tag in the case RFC 5646 (2.1.1) recommends, or None if it is not one:
+    the language lower-case, a script title-case (Latn), a region upper-case (BR); after a
+    singleton (an extension or x- private use) all lower-case. "pt-br" -> "pt-BR"."""
+    low, high = LANGUAGE_TAG_LENGTH
+    if not (low <= len(value) <= high and LANGUAGE_TAG.fullmatch(value)):
+        return None
+    first, *rest = value.split("-")
+    subtags, extended = [first.lower()], len(first) == 1
+    for subtag in rest:
+        extended = extended or len(subtag) == 1
+        if not extended and len(subtag) == 2 and subtag.isalpha():
+            subtags.append(subtag.upper())
+        elif not extended and len(subtag) == 4 and subtag.isalpha():
+            subtags.append(subtag.title())
+        else:
+            subtags.append(subtag.lower())
+    return "-".join(subtags)
 
 
 def normalize_device_ids(raw: dict, *, strict: bool) -> tuple[dict[str, str], dict[str, str]]:
@@ -212,6 +235,15 @@ class EventSerializer(serializers.Serializer):
         required=False, help_text="true: the user limits ad tracking, and no advertising ID is sent to any partner."
     )
     consent = ConsentField(required=False, help_text="EEA users' consent: ad_user_data, ad_personalization.")
+    device_model = StrictCharField(
+        required=False, allow_blank=True, max_length=64, help_text='As the OS reports it, e.g. "Pixel 8", "iPhone15,2".'
+    )
+    language = StrictCharField(
+        required=False,
+        allow_blank=True,
+        max_length=LANGUAGE_TAG_LENGTH[1],
+        help_text='The device\'s language, a BCP 47 tag, e.g. "en", "en-US", "pt-BR" (case is normalised).',
+    )
 
     def to_internal_value(self, data):
         """Unknown fields and values no field could store (json_problem) are refused here,
@@ -255,6 +287,16 @@ class EventSerializer(serializers.Serializer):
             raise serializers.ValidationError("Not an ISO 4217 currency code, e.g. USD.")
         return value.upper()
 
+    def validate_language(self, value: str) -> str:
+        if not value:
+            return value
+        tag = language_tag(value)
+        if tag is None:
+            raise serializers.ValidationError(
+                "Not a BCP 47 language tag: letters, digits and hyphens, 2 to 35 characters, e.g. en or pt-BR."
+            )
+        return tag
+
     def validate_properties(self, value):
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be an object.")
@@ -279,7 +321,7 @@ class EventSerializer(serializers.Serializer):
         return attrs
 
 
-_TEXT_FIELDS = {"user_agent": 512, "os_version": 32, "app_version": 32, "value": 1024}
+_TEXT_FIELDS = {"user_agent": 512, "os_version": 32, "app_version": 32, "value": 1024, "device_model": 64}
 _OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")  # as ipaddress reads one: no leading zeros
 # A revenue the serializer's DecimalField keeps as it is, but for its six decimal places.
@@ -343,6 +385,14 @@ def event_validated_fast(item, *, event_names) -> dict | None:
         ):
             return None
         data["consent"] = value
+    if "language" in item:
+        value = item["language"]
+        if not _plain(value, LANGUAGE_TAG_LENGTH[1]):
+            return None
+        tag = language_tag(value) if value else ""
+        if tag is None:
+            return None
+        data["language"] = tag
     if "ip" in item:
         value = item["ip"]
         if not (isinstance(value, str) and _IPV4.fullmatch(value)):
@@ -399,6 +449,8 @@ def event_input_from(data: dict, *, caller_ip: str | None) -> EventInput:
         limit_ad_tracking=data.get("limit_ad_tracking"),
         consent_ad_user_data=data.get("consent", {}).get("ad_user_data"),
         consent_ad_personalization=data.get("consent", {}).get("ad_personalization"),
+        device_model=data.get("device_model", ""),
+        language=data.get("language", ""),
     )
 
 

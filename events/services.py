@@ -66,6 +66,8 @@ class EventInput:
     limit_ad_tracking: bool | None = None
     consent_ad_user_data: bool | None = None
     consent_ad_personalization: bool | None = None
+    device_model: str = ""
+    language: str = ""  # a BCP 47 tag, case-normalised (events/serializers.py language_tag)
 
     def tracking_reported(self) -> dict:
         """The tracking and consent fields this event reports, by name."""
@@ -443,6 +445,8 @@ def _event_columns(*, app: App, item: EventInput, received_at: datetime) -> dict
         "limit_ad_tracking": item.limit_ad_tracking,
         "consent_ad_user_data": item.consent_ad_user_data,
         "consent_ad_personalization": item.consent_ad_personalization,
+        "device_model": item.device_model,
+        "language": item.language,
         "is_reinstall": False,
         "is_reengagement": False,
         "postbacks_scheduled": 0,

@@ -56,6 +56,8 @@ MACROS: tuple[Macro, ...] = (
     Macro("country", "ISO 3166 alpha-2 country code", "US"),
     Macro("os_version", "Operating system version", "14"),
     Macro("app_version", "App version", "3.2.1"),
+    Macro("device_model", "Device model as the OS reports it (empty when not reported)", "iPhone15,2"),
+    Macro("language", "Device language, a BCP 47 tag (empty when not reported)", "en-US"),
     # App
     Macro("app_id", "Package name (Android) or bundle ID (iOS)", "com.example.game"),
     Macro("app_name", "App name", "Example Game"),

@@ -31,7 +31,7 @@ from partners.macros import PLACEHOLDER, template_problems, url_authority_proble
 SOURCES = ("$macro", "$first", "$const", "$template", "$json")
 OPTIONS = ("type", "transforms", "map", "default", "empty")
 TYPES = ("string", "integer", "number", "boolean")
-TRANSFORMS = ("unix_seconds", "unix_ms", "iso8601", "lower", "upper", "trim", "sha256", "md5")
+TRANSFORMS = ("unix_seconds", "unix_ms", "iso8601", "lower", "upper", "trim", "sha256", "md5", "primary_language")
 ENCODINGS = ("query", "form", "json")
 EMPTY_CHOICES = ("omit", "send")
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -409,6 +409,8 @@ _TRANSFORMS = {
     "trim": lambda value: _as_text(value).strip(),
     "sha256": lambda value: hashlib.sha256(_as_text(value).encode("utf-8", "replace")).hexdigest(),
     "md5": lambda value: hashlib.md5(_as_text(value).encode("utf-8", "replace"), usedforsecurity=False).hexdigest(),
+    # A BCP 47 tag's language subtag, for partners that take ISO 639-1 (Liftoff): "en-US" -> "en".
+    "primary_language": lambda value: _as_text(value).split("-")[0].lower(),
 }
 
 

@@ -301,6 +301,8 @@ def macro_values(event: Event, device: Device, attribution: Attribution, trackin
         "country": event.country,
         "os_version": event.os_version,
         "app_version": event.app_version,
+        "device_model": event.device_model,
+        "language": event.language,
         "app_id": app.package_name,
         "app_name": app.name,
         "platform": app.platform,

@@ -48,6 +48,8 @@ events = st.tuples(
             {"att_status": "authorized", "limit_ad_tracking": True},
             {"limit_ad_tracking": False, "consent_ad_user_data": False},
             {"consent_ad_personalization": True},
+            {"device_model": "Pixel 8", "language": "en-US"},
+            {"att_status": "denied", "device_model": "iPhone15,2", "language": "pt-BR"},
         ]
     ),
 )
@@ -181,6 +183,15 @@ def snapshot(app, trackers) -> dict:
         ("event", "purchase", 20, {"adid": "1"}, "e3", {"consent_ad_personalization": True}),
         ("event", "purchase", 40, {"adid": "1"}, "e2", {"limit_ad_tracking": False, "consent_ad_user_data": False}),
         ("event", "purchase", 50, {"adid": "1"}, "e4", {}),
+    ],
+    reengagement_trackers=False,
+)
+# The device's model and language, stored with each event on both paths.
+@example(
+    scenario=[
+        ("event", "install", 10, {"adid": "1"}, "e1", {"device_model": "Pixel 8", "language": "en-US"}),
+        ("event", "session_begin", 30, {"adid": "1"}, "e2", {"device_model": "iPhone15,2", "language": "pt-BR"}),
+        ("event", "purchase", 40, {"adid": "1"}, "e3", {}),
     ],
     reengagement_trackers=False,
 )

@@ -41,6 +41,19 @@ TRACKING_FIELDS = {
     )
     | st.sampled_from([None, True, [], "granted", [True]]),
 }
+# The device's model and language: plain text, and language tags of every case, near misses and
+# lengths around the limits.
+DEVICE_FIELDS = {
+    "device_model": st.sampled_from(["Pixel 8", "iPhone15,2", "", "x" * 64, "x" * 65, " Pixel 8", None, 8])
+    | awkward_text,
+    "language": st.sampled_from(
+        [
+            *("en", "EN", "en-us", "pt-BR", "zh-hant-tw", "es-419", "de-CH-x-Phonebk", "", "e", "en_US", "1en", "en-"),
+            *("a" * 8 + "-bc" * 9, "a" * 8 + "-bc" * 10, " en", None, 1),  # 35 and 38 characters
+        ]
+    )
+    | st.text(alphabet=st.sampled_from(["a", "Z", "9", "-", "_", "é"]), max_size=12),
+}
 tricky_bodies = st.fixed_dictionaries(
     {
         "event_id": st.uuids().map(str) | awkward_text | st.uuids().map(lambda value: f" {value}\n"),
@@ -62,6 +75,7 @@ tricky_bodies = st.fixed_dictionaries(
         "timestamp": st.sampled_from(["2026-11-23T10:00:00", "2026-11-23 10:00:00+01:00", "", None])
         | OPTIONAL_FIELDS["timestamp"],
         **TRACKING_FIELDS,
+        **DEVICE_FIELDS,
     },
 )
 
@@ -75,7 +89,9 @@ BASE = {
 }
 awkward_values = awkward_text | st.integers() | st.booleans() | st.none() | anything
 # A valid body with exactly one field made awkward: each difference gets its own chance.
-one_field_awkward = st.sampled_from(sorted({*BASE, *OPTIONAL_FIELDS, *TRACKING_FIELDS, "app_version"})).flatmap(
+one_field_awkward = st.sampled_from(
+    sorted({*BASE, *OPTIONAL_FIELDS, *TRACKING_FIELDS, *DEVICE_FIELDS, "app_version"})
+).flatmap(
     lambda field: (tricky_bodies.map(lambda body, field=field: body.get(field, "")) | awkward_values).map(
         lambda value, field=field: {**BASE, field: value}
     )
@@ -127,6 +143,10 @@ def serializer_result(body):
 @example(body={**BASE, "consent": {"ad_user_data": 1}})
 @example(body={**BASE, "consent": {"ad_storage": True}})
 @example(body={**BASE, "att_status": "Authorized"})
+@example(body={**BASE, "device_model": "iPhone15,2", "language": "zh-hant-TW"})
+@example(body={**BASE, "language": "de-CH-x-Phonebk"})
+@example(body={**BASE, "language": "en-"})
+@example(body={**BASE, "device_model": "x" * 65})
 def test_what_the_fast_path_accepts_the_serializer_accepts_with_the_same_data(body):
     with clock.frozen(NOW):
         fast = event_validated_fast(body, event_names=NAMES)
@@ -156,6 +176,8 @@ def test_ordinary_events_take_the_fast_path():
             "att_status": "not_determined",
             "limit_ad_tracking": False,
             "consent": {"ad_user_data": True, "ad_personalization": False},
+            "device_model": "Pixel 8",
+            "language": "pt-br",
         },
     ]
     with clock.frozen(NOW):
@@ -175,6 +197,8 @@ def test_anything_refused_goes_to_the_serializer():
         {"event_id": "e1", "event": "install", "device": {"device_id": "d"}, "limit_ad_tracking": "true"},
         {"event_id": "e1", "event": "install", "device": {"device_id": "d"}, "consent": {"ad_user_data": "no"}},
         {"event_id": "e1", "event": "install", "device": {"device_id": "d"}, "consent": {"analytics": True}},
+        {"event_id": "e1", "event": "install", "device": {"device_id": "d"}, "language": "en_US"},
+        {"event_id": "e1", "event": "install", "device": {"device_id": "d"}, "device_model": "x" * 65},
     ]
     with clock.frozen(NOW):
         for body in refused:

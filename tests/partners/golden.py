@@ -31,6 +31,8 @@ USER_AGENTS = {
     "android": "Dalvik/2.1.0 (Linux; U; Android 14; Pixel 8 Build/AP2A.240805.005)",
     "ios": "Rocket/3.2.1 CFNetwork/1494.0.7 Darwin/23.4.0",
 }
+DEVICE_MODELS = {"android": "Pixel 8", "ios": "iPhone15,2"}  # as the OS reports it (Build.MODEL, utsname.machine)
+LANGUAGE = "en-US"
 PACKAGES = {"android": "com.acme.rocket", "ios": "com.acme.rocketios"}
 SESSION_AT = T0 + timedelta(hours=25)  # SessionBegin postbacks skip the install's first 24 hours
 EVENTS = ("install", "session_begin", "purchase", "level_complete")  # level_complete: a custom event
@@ -145,6 +147,8 @@ def _ingest(app, event_id, name, at, ids, platform, tracking, **extra):
         os_version="14" if platform == "android" else "17.4",
         app_version="3.2.1",
         country="US",
+        device_model=DEVICE_MODELS[platform],
+        language=LANGUAGE,
         att_status=tracking["att_status"] or "",
         limit_ad_tracking=tracking["limit_ad_tracking"],
         consent_ad_user_data=tracking["consent_ad_user_data"],

@@ -96,7 +96,7 @@ def test_a_catalogue_with_a_bad_template_is_refused_whole_with_paths(partner):
         catalogue_sync(entries=entries)
     assert str(error.value).splitlines()[1:] == [
         'meta · install: body.advertiser_id.transforms[1]: unknown transform "sha1" '
-        "(known: unix_seconds, unix_ms, iso8601, lower, upper, trim, sha256, md5)",
+        "(known: unix_seconds, unix_ms, iso8601, lower, upper, trim, sha256, md5, primary_language)",
         "meta · session_begin: headers.Access-Token: {fields.token} names no network-specific field of this partner "
         "(known: access_token, app_id).",
     ]

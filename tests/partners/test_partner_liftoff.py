@@ -5,7 +5,8 @@ server that sends its own events (LIFTOFF below); the /<mmp>/v1/events paths are
 measurement partner each (e.g. Branch's) and are documented only in that partner's template.
 - LIFTOFF: https://docs.liftoff.io/advertiser/direct/s2s (GET analytics.liftoff.io/v2/events, Authorization: Bearer
   API key, required liftoff_app_id, client_ip, event_name ("install" for installs), event_timestamp in milliseconds,
-  platform "android"/"ios"; at least one of user_id, idfv, device ids);
+  platform "android"/"ios", language (ISO 639-1, 2 letters), device_model (utsname.machine, e.g. iPhone12,5); at
+  least one of user_id, idfv, device ids);
 - MATCHING: https://docs.liftoff.io/advertiser/direct/liftoff-s2s-integration (third_party_tracking_token, gaid, idfa,
   is_attributed);
 - BRANCH: https://help.branch.io/marketer-hub/liftoff (bundle_id, app_store_id, is_attributed "a boolean or 0/1
@@ -19,7 +20,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.partners.golden import ADID, DEVICE_IP, IDFA, IDFV, PACKAGES, SESSION_AT, T0, render
+from tests.partners.golden import ADID, DEVICE_IP, DEVICE_MODELS, IDFA, IDFV, PACKAGES, SESSION_AT, T0, render
 
 APP_ID = "a1b2c3d4e5"
 API_KEY = "lft_9Zx8Yw7Vu6Ts5Rq4Pp3On2Mm1Lk0Jj"
@@ -34,6 +35,7 @@ EVENT_TIMES["level_complete"] = EVENT_TIMES["purchase"]
 ALLOWED = {
     "liftoff_app_id", "client_ip", "event_name", "event_timestamp", "platform", "bundle_id", "app_store_id",
     "user_id", "idfv", "idfa", "gaid", "third_party_tracking_token", "is_attributed", "os_version", "app_version",
+    "device_model", "language",
 }  # fmt: skip
 
 pytestmark = pytest.mark.django_db
@@ -78,6 +80,9 @@ def test_the_request_is_the_documented_v2_events_get(event, platform, tracking_a
     assert parameters["client_ip"] == DEVICE_IP
     assert parameters["event_name"] == EVENT_NAMES[event]
     assert parameters["platform"] == platform
+    # LIFTOFF: language, ISO 639-1 (2 letters): the event's en-US; device_model, as the OS reports it.
+    assert parameters["language"] == "en"
+    assert parameters["device_model"] == DEVICE_MODELS[platform]
     # LIFTOFF: event_timestamp in milliseconds since the epoch, e.g. "1600297099000".
     assert parameters["event_timestamp"] == str(int(EVENT_TIMES[event].timestamp()) * 1000)
     # BRANCH: bundle_id = the package name or bundle id.

@@ -123,6 +123,13 @@ def test_case_trim_and_hashes_of_the_normalised_value():
     assert value({"$macro": "adid", "transforms": ["upper", "md5"]}) == hashlib.md5(VALUES["adid"].encode()).hexdigest()
 
 
+@pytest.mark.parametrize(
+    ("tag", "expected"), [("en-US", "en"), ("pt-BR", "pt"), ("en", "en"), ("zh-Hant-TW", "zh"), ("EN", "en")]
+)
+def test_primary_language_keeps_a_language_tags_language_subtag(tag, expected):
+    assert value({"$const": tag, "transforms": ["primary_language"]}) == expected
+
+
 def test_map_translates_our_values_and_leaves_out_what_it_does_not_know():
     table = {"android": "a2", "ios": "i2"}
     assert value({"$macro": "platform", "map": table}) == "a2"
@@ -425,7 +432,7 @@ def test_validation_errors_name_their_path():
     }
     assert spec_problems(spec, path="body", field_names=FIELDS) == [
         'body.data[0].user.idfa.transforms[1]: unknown transform "sha1" '
-        "(known: unix_seconds, unix_ms, iso8601, lower, upper, trim, sha256, md5)",
+        "(known: unix_seconds, unix_ms, iso8601, lower, upper, trim, sha256, md5, primary_language)",
         'body.data[0].n: unknown key "colour" '
         "(sources: $macro, $first, $const, $template, $json; options: type, transforms, map, default, empty)",
         "body.data[0].n.$macro: {nope} is not a known macro (see docs/macros.md).",
