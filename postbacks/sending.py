@@ -25,7 +25,7 @@ from urllib.parse import quote
 from django import db
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Min, Q, prefetch_related_objects
+from django.db.models import F, Min, Q
 
 from partners.templating import reply_verdict
 from postbacks import http
@@ -234,14 +234,15 @@ def deliveries_send(*, claim: Claim, wait_seconds: float | None = None) -> dict[
     deliveries = _claim_renew(claim)
     if not deliveries:
         return {}
-    # A batch holds few configurations: load each once rather than join it to every row.
-    configurations = PostbackConfiguration.objects.select_related("app", "partner_configuration__partner").in_bulk(
-        {delivery.configuration_id for delivery in deliveries}
+    # A batch holds few configurations: load each once rather than join it to every row, with
+    # their partners' templates (reply rules, verdict_for) and fields (secrets to mask).
+    configurations = (
+        PostbackConfiguration.objects.select_related("app", "partner_configuration__partner")
+        .prefetch_related("partner_configuration__partner__templates", "partner_configuration__partner__fields")
+        .in_bulk({delivery.configuration_id for delivery in deliveries})
     )
     for delivery in deliveries:
         delivery.configuration = configurations[delivery.configuration_id]
-    # Their partners' templates, for the reply rules (verdict_for): one query for the batch.
-    prefetch_related_objects(list(configurations.values()), "partner_configuration__partner__templates")
     secrets = {configuration.pk: secret_values_of(configuration) for configuration in configurations.values()}
 
     started_at: dict[int, float] = {}  # delivery pk -> when its request began (time.monotonic)
