@@ -238,12 +238,13 @@ class _Limit:
         self.pace = 0.0  # moving average of request seconds (0: not known yet)
         self.heard_from = pace_clock()  # last time a request ended, or began with none in flight
 
-    def take(self, *, timeout: float) -> bool:
+    def take(self, *, timeout: float, even_if_slow: bool = False) -> bool:
         """Take a slot. When all are taken, wait (at most `timeout`) only if the requests
         holding them answer fast: a slow one's slots stay taken for seconds, and waiting for
-        them would tie up the sending threads that other destinations and accounts need."""
+        them would tie up the sending threads that other destinations and accounts need
+        (`even_if_slow`: a caller with no other work, such as a test postback, waits anyway)."""
         free = self.slots.acquire(blocking=False) or (
-            timeout > 0 and not self.slow() and self.slots.acquire(timeout=timeout)
+            timeout > 0 and (even_if_slow or not self.slow()) and self.slots.acquire(timeout=timeout)
         )
         if free:
             with self.lock:
@@ -345,12 +346,9 @@ def _destination_slot(url: str, *, held: bool):
     destination = host_of(url)
     limit = _limit("destination", destination)
     total = settings.POSTBACK_TOTAL_TIMEOUT
-    if not limit.slots.acquire(timeout=total):
-        taken = settings.POSTBACK_MAX_IN_FLIGHT_PER_DESTINATION
-        plural = "request" if taken == 1 else "requests"
-        raise _NoSlot(f"Not sent: {taken} {plural} to {destination} already in flight for {total:g} s")
-    with limit.lock:
-        limit.in_flight += 1
+    if not limit.take(timeout=total, even_if_slow=True):
+        plural = "request" if limit.capacity == 1 else "requests"
+        raise _NoSlot(f"Not sent: {limit.capacity} {plural} to {destination} already in flight for {total:g} s")
     try:
         yield
     finally:
