@@ -18,15 +18,8 @@ from postbacks.forms import FIELD_INPUT_PREFIX, PartnerConfigurationForm, Postba
 from postbacks.models import Attempt, Delivery, PartnerConfiguration, PostbackConfiguration
 from postbacks.rendering import RenderError, render_postback, requirement_problems, sample_values
 from postbacks.selectors import WINDOWS, delivery_stats
-from postbacks.sending import (
-    deliveries_resend,
-    mask,
-    masked_headers,
-    postback_send_test,
-    secret_values,
-    secret_values_of,
-    verdict_for,
-)
+from postbacks.sending import mask, masked_headers, secret_values, secret_values_of, verdict_for
+from postbacks.services import deliveries_resend, postback_send_test
 from project import clock
 
 OVERRIDE_FIELDS = ["endpoint_base", "fixed_parameters"]

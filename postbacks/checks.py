@@ -6,11 +6,11 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.checks import Error, register
 
+from postbacks.leases import batch_longest, lease_duration
+
 
 @register()
 def delivery_timing_check(app_configs, **kwargs) -> list[Error]:
-    from postbacks.sending import batch_longest, lease_duration
-
     errors = []
     longest = batch_longest().total_seconds()
     if lease_duration().total_seconds() <= longest:

@@ -15,9 +15,8 @@ import os
 import random
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
@@ -25,12 +24,13 @@ from urllib.parse import quote
 from django import db
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Min, Q
+from django.db.models import F
 
 from partners.templating import reply_verdict
-from postbacks import http
+from postbacks import http, leases
 from postbacks.models import Attempt, Delivery, PostbackConfiguration
-from postbacks.rendering import RenderedRequest, render_postback, reply_rules_of, sample_values
+from postbacks.rendering import reply_rules_of
+from postbacks.selectors import due_filter
 from postbacks.signing import signed_headers
 from project import clock, metrics
 from project.bulk import json_value, rows_insert
@@ -43,12 +43,8 @@ MIN_WAIT_AFTER_429 = 60
 HOST_BUSY_DEFER = timedelta(seconds=2)  # a fast host (or account) at its in-flight limit, or no free thread
 SLOW_HOST_DEFER = timedelta(seconds=5)  # a slow one: doubled at each deferral of the delivery
 SLOW_HOST_DEFER_MAX = timedelta(seconds=60)
-HOST_SLOT_WAIT = 0.25  # seconds a request waits, in all, for its account's and its host's slots
 THREAD_WAIT = 0.25  # seconds a task waits for a free sending thread before it defers the rest of its batch
-HAND_OUT_LIMIT = 5.0  # seconds a task may spend handing its batch to threads; what is left is deferred
 STRAGGLER_WAIT = 0.25  # a request running this long is left to record itself; the task moves on
-LEASE_MARGIN = timedelta(seconds=10)  # for the database writes after the last request
-QUEUE_ALLOWANCE = timedelta(seconds=10)  # a claim taken up within this needs no second lease
 MASK = "••••"
 SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "x-api-key"}
 
@@ -105,26 +101,6 @@ def _retry_after_seconds(value: str | None) -> float | None:
 # --- claiming ---------------------------------------------------------------------------
 
 
-def due_filter(now: datetime) -> Q:
-    """Deliveries due for an attempt: scheduled and due, or claimed by a worker whose lease ran out."""
-    return Q(status=Delivery.Status.SCHEDULED, due_at__lte=now) | Q(
-        status=Delivery.Status.SENDING, lease_expires_at__lt=now
-    )
-
-
-def batch_longest() -> timedelta:
-    """The longest a batch takes once its task has started: the task hands each delivery to a
-    free sending thread within HAND_OUT_LIMIT (what it could not hand out by then goes back to
-    the schedule), and each request then waits at most HOST_SLOT_WAIT for its slots and ends
-    by its total deadline (POSTBACK_TOTAL_TIMEOUT, connecting included)."""
-    return timedelta(seconds=HAND_OUT_LIMIT + HOST_SLOT_WAIT + settings.POSTBACK_TOTAL_TIMEOUT)
-
-
-def lease_duration() -> timedelta:
-    """Longer than a batch can take (batch_longest), with time to record the last attempts."""
-    return batch_longest() + LEASE_MARGIN
-
-
 @dataclass(frozen=True)
 class Claim:
     """Deliveries taken for sending. `lease` (the lease_expires_at written) identifies the claim:
@@ -137,15 +113,10 @@ class Claim:
         return [Claim(ids=self.ids[start : start + size], lease=self.lease) for start in range(0, len(self.ids), size)]
 
 
-def claim_lease() -> timedelta:
-    """The lease a claim (or a renewal) gets: a batch's sending plus time to wait in the queue."""
-    return lease_duration() + QUEUE_ALLOWANCE
-
-
 def deliveries_claim(*, limit: int) -> Claim:
     """Take up to `limit` due deliveries (and any whose lease ran out) for sending."""
     now = clock.now()
-    lease = now + claim_lease()
+    lease = now + leases.claim_lease()
     with transaction.atomic():
         candidates = Delivery.objects.filter(due_filter(now)).order_by("due_at")
         if connection.features.has_select_for_update_skip_locked:
@@ -163,51 +134,18 @@ def _claim_renew(claim: Claim) -> list[Delivery]:
     held_rows = Delivery.objects.filter(
         pk__in=claim.ids, status=Delivery.Status.SENDING, lease_expires_at=claim.lease
     ).order_by("pk")
-    if claim.lease - clock.now() >= lease_duration():
+    if claim.lease - clock.now() >= leases.lease_duration():
         # Taken up promptly (the usual case): nobody can take the rows over before the lease
         # runs out, and it outlasts the sending, so a plain read is enough.
         return list(held_rows)
     with transaction.atomic():
         held = list(held_rows.select_for_update())
         if held:
-            lease = clock.now() + claim_lease()
+            lease = clock.now() + leases.claim_lease()
             Delivery.objects.filter(pk__in=[delivery.pk for delivery in held]).update(lease_expires_at=lease)
             for delivery in held:
                 delivery.lease_expires_at = lease
     return held
-
-
-def waiting_filter(now: datetime) -> Q:
-    """Deliveries that should have been sent by `now` and are not finished, claimed or not.
-    A claimed row keeps the due time it was claimed at, so a claim that no worker takes up
-    (workers stopped, the dispatcher still claiming) goes on ageing instead of vanishing."""
-    return Q(status__in=[Delivery.Status.SCHEDULED, Delivery.Status.SENDING], due_at__lte=now)
-
-
-def backlog() -> tuple[int, float]:
-    """Deliveries due and not finished, and the age in seconds of the oldest (0 when none)."""
-    now = clock.now()
-    due = Delivery.objects.filter(waiting_filter(now))
-    summary = due.aggregate(oldest=Min("due_at"))
-    count = due.count()
-    oldest = summary["oldest"]
-    return count, (now - oldest).total_seconds() if oldest else 0.0
-
-
-def workers_stalled(*, after: timedelta) -> bool:
-    """True when deliveries have been due, or claimed, for longer than `after` and no attempt
-    at all was recorded for as long: the cluster is not taking work (a busy one records
-    attempts all the time, an idle one has nothing due). Seen with django-q2 after a worker was
-    SIGKILLed: the cluster took tasks from the queue and ran none. Claimed rows count from
-    their claim, not from the end of their lease: the dispatcher claims them again as soon as
-    a lease runs out, so "due for `after`" alone may never come true."""
-    now = clock.now()
-    claimed_long_ago = Q(status=Delivery.Status.SENDING, lease_expires_at__lt=now - after + claim_lease())
-    waiting = Delivery.objects.filter(due_filter(now - after) | claimed_long_ago).exists()
-    if not waiting:
-        return False
-    last = Attempt.objects.order_by("-pk").values_list("started_at", flat=True).first()
-    return last is None or last <= now - after
 
 
 # --- sending ----------------------------------------------------------------------------
@@ -254,7 +192,7 @@ def deliveries_send(*, claim: Claim, wait_seconds: float | None = None) -> dict[
             slots = http.slots_take(
                 destination=http.host_of(delivery.url),
                 account=str(delivery.configuration.app.account_id),
-                timeout=HOST_SLOT_WAIT,
+                timeout=leases.HOST_SLOT_WAIT,
             )
             if isinstance(slots, http.Busy):
                 wait = deferral_wait(deferrals=delivery.deferrals, host_slow=slots.slow, host_pace=slots.pace)
@@ -274,7 +212,7 @@ def deliveries_send(*, claim: Claim, wait_seconds: float | None = None) -> dict[
 
     futures = {}
     deferred: list[_Deferred] = []
-    hand_out_until = time.monotonic() + HAND_OUT_LIMIT
+    hand_out_until = time.monotonic() + leases.HAND_OUT_LIMIT
     for delivery in deliveries:
         if deferred or not free_threads.acquire(timeout=max(0.0, min(THREAD_WAIT, hand_out_until - time.monotonic()))):
             # Every thread is taken by requests that do not end soon: waiting would idle this
@@ -587,52 +525,3 @@ def mask(text: str, secrets: list[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, MASK).replace(quote(secret, safe=""), MASK)
     return text
-
-
-def deliveries_resend(*, deliveries) -> int:
-    """Send again now, one more attempt each (the delivery id stays the same)."""
-    count = 0
-    now = clock.now()
-    for delivery in deliveries:
-        if delivery.status == Delivery.Status.SKIPPED or not delivery.url:
-            continue
-        Delivery.objects.filter(pk=delivery.pk).update(
-            status=Delivery.Status.SCHEDULED,
-            due_at=now,
-            finished_at=None,
-            lease_expires_at=None,
-            max_attempts=max(delivery.max_attempts, delivery.attempts + 1),
-        )
-        count += 1
-    return count
-
-
-def deliveries_purge(*, older_than: timedelta, chunk: int = 5000) -> int:
-    """Delete finished deliveries (delivered, failed, skipped) created before now - older_than,
-    with their attempts, in chunks so a huge log never locks for long. Returns the count."""
-    cutoff = clock.now() - older_than
-    finished = Delivery.objects.filter(
-        created_at__lt=cutoff,
-        status__in=[Delivery.Status.DELIVERED, Delivery.Status.FAILED, Delivery.Status.SKIPPED],
-    )
-    total = 0
-    while True:
-        ids = list(finished.values_list("pk", flat=True)[:chunk])
-        if not ids:
-            return total
-        Attempt.objects.filter(delivery_id__in=ids).delete()
-        total += Delivery.objects.filter(pk__in=ids).delete()[1].get("postbacks.Delivery", 0)
-
-
-def postback_send_test(*, configuration) -> tuple[RenderedRequest, http.Exchange]:
-    """Send the request a sample event would produce, now, signed as a delivery is, and return
-    it (with the headers sent) and what came back. Nothing is stored: a test is not a delivery."""
-    request = render_postback(configuration=configuration, values=sample_values(configuration=configuration))
-    headers = signed_headers(
-        headers={**request.headers, "X-Postback-Test": "1"},
-        delivery_id=f"test-{uuid.uuid4()}",
-        secret=configuration.signing_secret,
-        body=request.body,
-    )
-    exchange = http.send(method=request.method, url=request.url, headers=headers, body=request.body)
-    return replace(request, headers=headers), exchange

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, timedelta
 
 from django.db import transaction
 
 from events.models import App, Click, Device, Event, Tracker
 from partners.models import Partner
+from postbacks import http
 from postbacks.configuration_cache import app_configurations, partners_by_pk
-from postbacks.models import Delivery, PostbackConfiguration
-from postbacks.rendering import RenderError, render_postback
-from project import metrics
+from postbacks.models import Attempt, Delivery, PostbackConfiguration
+from postbacks.rendering import RenderedRequest, RenderError, render_postback, sample_values
+from postbacks.signing import signed_headers
+from project import clock, metrics
 from project.bulk import rows_insert
 
 SESSION_PERIOD = timedelta(hours=24)
@@ -332,3 +335,52 @@ def _iso(moment) -> str:
 
 def _decimal(value) -> str:
     return format(value.normalize(), "f")
+
+
+def deliveries_resend(*, deliveries) -> int:
+    """Send again now, one more attempt each (the delivery id stays the same)."""
+    count = 0
+    now = clock.now()
+    for delivery in deliveries:
+        if delivery.status == Delivery.Status.SKIPPED or not delivery.url:
+            continue
+        Delivery.objects.filter(pk=delivery.pk).update(
+            status=Delivery.Status.SCHEDULED,
+            due_at=now,
+            finished_at=None,
+            lease_expires_at=None,
+            max_attempts=max(delivery.max_attempts, delivery.attempts + 1),
+        )
+        count += 1
+    return count
+
+
+def deliveries_purge(*, older_than: timedelta, chunk: int = 5000) -> int:
+    """Delete finished deliveries (delivered, failed, skipped) created before now - older_than,
+    with their attempts, in chunks so a huge log never locks for long. Returns the count."""
+    cutoff = clock.now() - older_than
+    finished = Delivery.objects.filter(
+        created_at__lt=cutoff,
+        status__in=[Delivery.Status.DELIVERED, Delivery.Status.FAILED, Delivery.Status.SKIPPED],
+    )
+    total = 0
+    while True:
+        ids = list(finished.values_list("pk", flat=True)[:chunk])
+        if not ids:
+            return total
+        Attempt.objects.filter(delivery_id__in=ids).delete()
+        total += Delivery.objects.filter(pk__in=ids).delete()[1].get("postbacks.Delivery", 0)
+
+
+def postback_send_test(*, configuration: PostbackConfiguration) -> tuple[RenderedRequest, http.Exchange]:
+    """Send the request a sample event would produce, now, signed as a delivery is, and return
+    it (with the headers sent) and what came back. Nothing is stored: a test is not a delivery."""
+    request = render_postback(configuration=configuration, values=sample_values(configuration=configuration))
+    headers = signed_headers(
+        headers={**request.headers, "X-Postback-Test": "1"},
+        delivery_id=f"test-{uuid.uuid4()}",
+        secret=configuration.signing_secret,
+        body=request.body,
+    )
+    exchange = http.send(method=request.method, url=request.url, headers=headers, body=request.body)
+    return replace(request, headers=headers), exchange

@@ -33,7 +33,7 @@ def health_report() -> HealthReport:
         # Always present, so a monitor reading checks.deliveries never finds it missing.
         report.checks["deliveries"] = "unknown: the database is unreachable"
         return report
-    from postbacks.sending import backlog
+    from postbacks.selectors import backlog
 
     report.backlog, report.oldest_due_seconds = backlog()
     limit = settings.HEALTH_MAX_BACKLOG_AGE

@@ -40,7 +40,7 @@ DELIVERY_LATENCY = Histogram(
 
 class _BacklogCollector:
     def collect(self):
-        from postbacks.sending import backlog
+        from postbacks.selectors import backlog
 
         count, age = backlog()
         yield GaugeMetricFamily("postbacks_backlog_deliveries", "Deliveries due now and not yet sent.", value=count)

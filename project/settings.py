@@ -58,7 +58,7 @@ POSTBACK_ALLOW_PRIVATE_DESTINATIONS = env_bool("POSTBACK_ALLOW_PRIVATE_DESTINATI
 POSTBACK_CAPTURE_URL = env_base_url("POSTBACK_CAPTURE_URL")
 # Per attempt: seconds to connect, and the total deadline from connecting to the last byte of
 # the response, however slowly the receiver sends it. The lease of claimed deliveries derives
-# from the deadline (postbacks.sending.lease_duration).
+# from the deadline (postbacks.leases.lease_duration).
 POSTBACK_CONNECT_TIMEOUT = env_int("POSTBACK_CONNECT_TIMEOUT", 5, minimum=1, maximum=60)
 POSTBACK_TOTAL_TIMEOUT = env_int("POSTBACK_TOTAL_TIMEOUT", 15, minimum=1, maximum=300)
 if POSTBACK_CONNECT_TIMEOUT > POSTBACK_TOTAL_TIMEOUT:

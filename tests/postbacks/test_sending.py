@@ -17,15 +17,10 @@ from django.conf import settings as django_settings
 from django.core import checks
 
 from events.services import EventInput
-from postbacks import http, sending
+from postbacks import http, leases, selectors, sending
 from postbacks.models import Attempt, Delivery
-from postbacks.sending import (
-    RETRY_SCHEDULE,
-    deliveries_claim,
-    deliveries_resend,
-    deliveries_send,
-    retry_delay,
-)
+from postbacks.sending import RETRY_SCHEDULE, deliveries_claim, deliveries_send, retry_delay
+from postbacks.services import deliveries_resend
 from project import clock
 from project.ingest import event_ingest, events_ingest
 from project.logs import JsonFormatter, PlainFormatter
@@ -266,14 +261,14 @@ def test_a_claim_taken_up_late_but_not_taken_over_is_still_sent(app, postback, r
 def test_a_cluster_that_takes_claims_and_sends_nothing_counts_as_stalled(app, postback, receiver, frozen):
     stall = timedelta(seconds=10)
     ingest(app)
-    assert not sending.workers_stalled(after=stall)  # due just now
+    assert not selectors.workers_stalled(after=stall)  # due just now
     claim = deliveries_claim(limit=10)  # the dispatcher queued it; no worker runs it
     frozen.advance(stall - timedelta(seconds=1))
-    assert not sending.workers_stalled(after=stall)
+    assert not selectors.workers_stalled(after=stall)
     frozen.advance(timedelta(seconds=2))
-    assert sending.workers_stalled(after=stall)  # long before its lease runs out
+    assert selectors.workers_stalled(after=stall)  # long before its lease runs out
     assert deliveries_send(claim=claim) == {"delivered": 1}
-    assert not sending.workers_stalled(after=stall)  # an attempt was just recorded
+    assert not selectors.workers_stalled(after=stall)  # an attempt was just recorded
 
 
 def test_a_cluster_that_records_attempts_is_not_stalled_by_one_long_claim(app, postback, receiver, frozen):
@@ -284,9 +279,9 @@ def test_a_cluster_that_records_attempts_is_not_stalled_by_one_long_claim(app, p
     frozen.advance(timedelta(seconds=6))
     assert deliveries_send(claim=deliveries_claim(limit=1)) == {"delivered": 1}  # the cluster works on
     frozen.advance(timedelta(seconds=5))
-    assert not sending.workers_stalled(after=stall)  # claimed 11 s ago, but an attempt 5 s ago
+    assert not selectors.workers_stalled(after=stall)  # claimed 11 s ago, but an attempt 5 s ago
     frozen.advance(timedelta(seconds=6))
-    assert sending.workers_stalled(after=stall)  # and now nothing for 11 s
+    assert selectors.workers_stalled(after=stall)  # and now nothing for 11 s
     assert deliveries_send(claim=long_claim) == {"delivered": 1}
 
 
@@ -372,7 +367,7 @@ def test_a_hanging_destination_does_not_hold_up_the_task_and_records_itself_late
 
 
 def test_a_host_with_no_free_slot_is_deferred_without_spending_an_attempt(app, postback, receiver, frozen, monkeypatch):
-    monkeypatch.setattr(sending, "HOST_SLOT_WAIT", 0.05)
+    monkeypatch.setattr(leases, "HOST_SLOT_WAIT", 0.05)
     monkeypatch.setattr(http, "pace_clock", lambda: 1000.0)  # its requests have just started: not slow
     ingest(app)
     host = http.host_of(receiver.url)
@@ -393,7 +388,7 @@ def test_a_host_with_no_free_slot_is_deferred_without_spending_an_attempt(app, p
 def test_a_slow_host_with_no_free_slot_is_deferred_for_as_long_as_its_requests_take(
     app, postback, receiver, frozen, monkeypatch
 ):
-    monkeypatch.setattr(sending, "HOST_SLOT_WAIT", 0.05)
+    monkeypatch.setattr(leases, "HOST_SLOT_WAIT", 0.05)
     ingest(app)
     host = http.host_of(receiver.url)
     taken = [http.slots_take(destination=host, account=None, timeout=1) for _ in range(in_flight_per_destination())]
@@ -461,12 +456,12 @@ def test_a_receiver_that_trickles_costs_one_attempt_per_try_then_the_delivery_fa
 
 def test_the_lease_derives_from_the_total_deadline(settings):
     settings.POSTBACK_TOTAL_TIMEOUT = 15
-    default = sending.lease_duration()
+    default = leases.lease_duration()
     settings.POSTBACK_TOTAL_TIMEOUT = 45
-    assert sending.lease_duration() - default == timedelta(seconds=30)
+    assert leases.lease_duration() - default == timedelta(seconds=30)
     # a batch: handed to threads within HAND_OUT_LIMIT, then a slot wait and the deadline
-    assert sending.batch_longest() == timedelta(seconds=sending.HAND_OUT_LIMIT + sending.HOST_SLOT_WAIT + 45)
-    assert sending.lease_duration() > sending.batch_longest()
+    assert leases.batch_longest() == timedelta(seconds=leases.HAND_OUT_LIMIT + leases.HOST_SLOT_WAIT + 45)
+    assert leases.lease_duration() > leases.batch_longest()
 
 
 def test_start_up_refuses_a_stall_limit_a_healthy_batch_could_reach(settings):

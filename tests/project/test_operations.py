@@ -9,8 +9,9 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from events.services import app_issue_api_key
+from postbacks.leases import claim_lease
 from postbacks.models import Delivery
-from postbacks.sending import claim_lease, deliveries_claim, deliveries_send
+from postbacks.sending import deliveries_claim, deliveries_send
 from project import clock
 from tests import factories
 

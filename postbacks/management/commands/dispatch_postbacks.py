@@ -12,7 +12,8 @@ from django.db import connection
 from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
-from postbacks.sending import backlog, deliveries_claim
+from postbacks.selectors import backlog
+from postbacks.sending import deliveries_claim
 from postbacks.stopping import StopRequest
 
 logger = logging.getLogger("postbacks.dispatcher")

@@ -3,7 +3,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from postbacks.sending import deliveries_purge
+from postbacks.services import deliveries_purge
 
 
 class Command(BaseCommand):

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import connection
 
-from postbacks.sending import workers_stalled
+from postbacks.selectors import workers_stalled
 from postbacks.stopping import StopRequest
 
 logger = logging.getLogger("postbacks.workers")
