@@ -27,12 +27,12 @@ from django.db import connection, transaction
 from django.db.models import F
 
 from partners.templating import reply_verdict
-from postbacks import http, leases
+from postbacks import http, leases, metrics
 from postbacks.models import Attempt, Delivery, PostbackConfiguration
 from postbacks.rendering import reply_rules_of
 from postbacks.selectors import due_filter
 from postbacks.signing import signed_headers
-from project import clock, metrics
+from project import clock
 from project.bulk import json_value, rows_insert
 
 logger = logging.getLogger("postbacks.delivery")

@@ -11,12 +11,12 @@ from django.db import transaction
 
 from events.models import App, Click, Device, Event, Tracker
 from partners.models import Partner
-from postbacks import http
+from postbacks import http, metrics
 from postbacks.configuration_cache import app_configurations, partners_by_pk
 from postbacks.models import Attempt, Delivery, PostbackConfiguration
 from postbacks.rendering import RenderedRequest, RenderError, render_postback, sample_values
 from postbacks.signing import signed_headers
-from project import clock, metrics
+from project import clock
 from project.bulk import rows_insert
 
 SESSION_PERIOD = timedelta(hours=24)

@@ -3,7 +3,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from events.api import EventBatchView, EventView, click_view
-from project.views import healthz, metrics
+from postbacks.views import healthz, metrics
 
 admin.site.site_header = "Postback server"
 admin.site.site_title = "Postback server"
