@@ -21,7 +21,7 @@ import re
 import socket
 import threading
 import time
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from ipaddress import ip_address
 from urllib.parse import quote, urlsplit
@@ -316,43 +316,22 @@ class Slots:
         self._held = []
 
 
-def slots_take(*, destination: str, account: str | None, timeout: float) -> Slots | Busy:
+def slots_take(*, destination: str, account: str | None, timeout: float, even_if_slow: bool = False) -> Slots | Busy:
     """Take a slot of the account (POSTBACK_MAX_IN_FLIGHT_PER_ACCOUNT) and of the destination
     host:port (POSTBACK_MAX_IN_FLIGHT_PER_DESTINATION), in this process, waiting at most
-    `timeout` in all, and only for limits whose requests answer fast. So one account's slow
-    partners hold at most its share of the sending threads, and one partner at most its own."""
+    `timeout` in all, and only for limits whose requests answer fast (see _Limit.take). So one
+    account's slow partners hold at most its share of the sending threads, and one partner at most its own."""
     wanted = [("account", account)] if account is not None else []
     wanted.append(("destination", destination))
     until = time.monotonic() + timeout
     held: list[_Limit] = []
     for kind, key in wanted:
         limit = _limit(kind, key)
-        if not limit.take(timeout=max(0.0, until - time.monotonic())):
+        if not limit.take(timeout=max(0.0, until - time.monotonic()), even_if_slow=even_if_slow):
             Slots(held).release()
             return Busy(limit=kind, slow=limit.slow(), pace=limit.pace)
         held.append(limit)
     return Slots(held)
-
-
-class _NoSlot(Exception):
-    """Every slot of the destination stayed taken for as long as a whole attempt may last."""
-
-
-@contextmanager
-def _destination_slot(url: str, *, held: bool):
-    if held:  # the caller took it with slots_take
-        yield
-        return
-    destination = host_of(url)
-    limit = _limit("destination", destination)
-    total = settings.POSTBACK_TOTAL_TIMEOUT
-    if not limit.take(timeout=total, even_if_slow=True):
-        plural = "request" if limit.capacity == 1 else "requests"
-        raise _NoSlot(f"Not sent: {limit.capacity} {plural} to {destination} already in flight for {total:g} s")
-    try:
-        yield
-    finally:
-        limit.release(None)
 
 
 def _adapter() -> _GuardedAdapter:
@@ -395,16 +374,54 @@ def capture_url(url: str) -> str:
     return capture + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
-def send(*, method: str, url: str, headers: dict[str, str], body: str, slot_held: bool = False) -> Exchange:
+def send(
+    *,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    body: str,
+    account: str | None = None,
+    slot_wait: float | None = None,
+) -> Exchange | Busy:
     """Send one request; never raises for network trouble, never follows a redirect, never
     takes longer than POSTBACK_TOTAL_TIMEOUT from connecting to the last byte of the response
-    (nor POSTBACK_CONNECT_TIMEOUT to connect). At most POSTBACK_MAX_IN_FLIGHT_PER_DESTINATION
-    requests per host are in flight in a process: this waits for a slot (at most
-    POSTBACK_TOTAL_TIMEOUT) unless the caller holds one already (`slot_held`, see slots_take).
+    (nor POSTBACK_CONNECT_TIMEOUT to connect).
+
+    While in flight it holds a slot of its destination (`url`'s host:port) and, given one, of
+    its `account` (slots_take). A worker's request waits at most `slot_wait` for them, and only
+    for limits that answer fast: Busy when a slot stays taken, so the delivery can go back to
+    the schedule. Without `slot_wait` (a test postback, sent by a caller with nothing else to
+    do) it waits up to POSTBACK_TOTAL_TIMEOUT, and then gives up with an Exchange saying so.
 
     With POSTBACK_CAPTURE_URL set, the request goes there instead (see capture_url), with
     CAPTURE_HEADER naming `url`; the guard against private addresses applies to the capture
-    host as to any. Slots stay those of `url`'s host: the partner's, as slots_take took them."""
+    host as to any. Slots stay those of `url`'s host: the partner's."""
+    total = settings.POSTBACK_TOTAL_TIMEOUT
+    destination = host_of(url)
+    asked = time.monotonic()
+    slots = slots_take(
+        destination=destination,
+        account=account,
+        timeout=total if slot_wait is None else slot_wait,
+        even_if_slow=slot_wait is None,
+    )
+    if isinstance(slots, Busy):
+        if slot_wait is not None:
+            return slots
+        capacity = settings.POSTBACK_MAX_IN_FLIGHT_PER_DESTINATION
+        plural = "request" if capacity == 1 else "requests"
+        error = f"Not sent: {capacity} {plural} to {destination} already in flight for {total:g} s"
+        waited = int((time.monotonic() - asked) * 1000)
+        return Exchange(duration_ms=waited, error=error, timed_out=True, captured_to=capture_url(url))
+    exchange = None
+    try:
+        exchange = _exchange(method=method, url=url, headers=headers, body=body)
+    finally:
+        slots.release(seconds=exchange.duration_ms / 1000 if exchange else None)
+    return exchange
+
+
+def _exchange(*, method: str, url: str, headers: dict[str, str], body: str) -> Exchange:
     started = time.monotonic()
     captured_to = capture_url(url)
     target = captured_to or url
@@ -419,37 +436,34 @@ def send(*, method: str, url: str, headers: dict[str, str], body: str, slot_held
     timed_out = f"Timed out after {total:g} s"
     deadline = None
     try:
-        with _destination_slot(url, held=slot_held):
-            prepared = requests.PreparedRequest()
-            prepared.prepare(
-                method=method,
-                url=target,
-                headers={"User-Agent": USER_AGENT, "Accept": "*/*", **headers},
-                data=body.encode() if body else None,
+        prepared = requests.PreparedRequest()
+        prepared.prepare(
+            method=method,
+            url=target,
+            headers={"User-Agent": USER_AGENT, "Accept": "*/*", **headers},
+            data=body.encode() if body else None,
+        )
+        deadline = _local.deadline = _Deadline(total)
+        _watchdog.add(deadline)
+        try:
+            # An adapter never follows redirects: only a Session does. The read timeout
+            # bounds each wait for data; the deadline bounds them all together.
+            response = _adapter().send(
+                prepared,
+                stream=True,
+                timeout=(min(settings.POSTBACK_CONNECT_TIMEOUT, total), total),
+                verify=True,
+                proxies={},
             )
-            deadline = _local.deadline = _Deadline(total)
-            _watchdog.add(deadline)
             try:
-                # An adapter never follows redirects: only a Session does. The read timeout
-                # bounds each wait for data; the deadline bounds them all together.
-                response = _adapter().send(
-                    prepared,
-                    stream=True,
-                    timeout=(min(settings.POSTBACK_CONNECT_TIMEOUT, total), total),
-                    verify=True,
-                    proxies={},
-                )
-                try:
-                    content = response.raw.read(MAX_RESPONSE_BYTES, decode_content=True) or b""
-                finally:
-                    response.close()
+                content = response.raw.read(MAX_RESPONSE_BYTES, decode_content=True) or b""
             finally:
-                _local.deadline = None
-                deadline.finish()
-            if deadline.expired:  # the response may look whole: the watchdog cut it short
-                return Exchange(duration_ms=elapsed(), error=timed_out, timed_out=True, captured_to=captured_to)
-    except _NoSlot as busy:
-        return Exchange(duration_ms=elapsed(), error=str(busy), timed_out=True, captured_to=captured_to)
+                response.close()
+        finally:
+            _local.deadline = None
+            deadline.finish()
+        if deadline.expired:  # the response may look whole: the watchdog cut it short
+            return Exchange(duration_ms=elapsed(), error=timed_out, timed_out=True, captured_to=captured_to)
     except (requests.RequestException, Urllib3Error, OSError) as error:
         if deadline is not None and deadline.expired:
             return Exchange(duration_ms=elapsed(), error=timed_out, timed_out=True, captured_to=captured_to)

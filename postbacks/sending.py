@@ -189,23 +189,19 @@ def deliveries_send(*, claim: Claim, wait_seconds: float | None = None) -> dict[
     def exchange(delivery: Delivery) -> _Exchanged | _Deferred:
         try:
             started_at[delivery.pk] = time.monotonic()
-            slots = http.slots_take(
-                destination=http.host_of(delivery.url),
+            headers = _headers_for(delivery)
+            started = clock.now()
+            result = http.send(
+                method=delivery.method,
+                url=delivery.url,
+                headers=headers,
+                body=delivery.body,
                 account=str(delivery.configuration.app.account_id),
-                timeout=leases.HOST_SLOT_WAIT,
+                slot_wait=leases.HOST_SLOT_WAIT,
             )
-            if isinstance(slots, http.Busy):
-                wait = deferral_wait(deferrals=delivery.deferrals, host_slow=slots.slow, host_pace=slots.pace)
+            if isinstance(result, http.Busy):
+                wait = deferral_wait(deferrals=delivery.deferrals, host_slow=result.slow, host_pace=result.pace)
                 return _Deferred(delivery, wait=wait)
-            result = None
-            try:
-                headers = _headers_for(delivery)
-                started = clock.now()
-                result = http.send(
-                    method=delivery.method, url=delivery.url, headers=headers, body=delivery.body, slot_held=True
-                )
-            finally:
-                slots.release(seconds=result.duration_ms / 1000 if result else None)
             return _Exchanged(delivery, headers, started, result, secrets[delivery.configuration_id])
         finally:
             free_threads.release()
