@@ -9,7 +9,6 @@ and a refused destination fail at once. A certified partner's template may say o
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -24,7 +23,6 @@ from urllib.parse import quote
 from django import db
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
 
 from partners.templating import reply_verdict
 from postbacks import http, leases, metrics
@@ -33,7 +31,7 @@ from postbacks.rendering import reply_rules_of
 from postbacks.selectors import due_filter
 from postbacks.signing import signed_headers
 from project import clock
-from project.bulk import json_value, rows_insert
+from project.bulk import rows_insert, rows_update_held
 
 logger = logging.getLogger("postbacks.delivery")
 
@@ -297,16 +295,19 @@ class _Deferred:
 
 
 def _deliveries_defer(deferred: list[_Deferred]) -> None:
-    if not deferred:
-        return
     now = clock.now()
-    groups: dict[tuple[datetime, timedelta], list[int]] = {}
-    for item in deferred:
-        groups.setdefault((item.delivery.lease_expires_at, item.wait), []).append(item.delivery.pk)
-    for (lease, pause), pks in groups.items():
-        Delivery.objects.filter(pk__in=pks, status=Delivery.Status.SENDING, lease_expires_at=lease).update(
-            status=Delivery.Status.SCHEDULED, due_at=now + pause, lease_expires_at=None, deferrals=F("deferrals") + 1
-        )
+    back = {"status": Delivery.Status.SCHEDULED, "lease_expires_at": None}
+    rows_update_held(
+        Delivery,
+        [
+            (
+                item.delivery.pk,
+                _held(item.delivery),
+                {**back, "due_at": now + item.wait, "deferrals": item.delivery.deferrals + 1},
+            )
+            for item in deferred
+        ],
+    )
 
 
 _pool: tuple[tuple[int, int], ThreadPoolExecutor, threading.BoundedSemaphore] | None = None
@@ -407,10 +408,9 @@ def _outcomes_save(outcomes: list[_Outcome]) -> list[_Outcome]:
     if not outcomes:
         return []
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            held = _deliveries_update_postgresql(outcomes)
-        else:
-            held = _deliveries_update(outcomes)
+        held = rows_update_held(
+            Delivery, [(outcome.delivery.pk, _held(outcome.delivery), outcome.changes) for outcome in outcomes]
+        )
         recorded = [outcome for outcome in outcomes if outcome.delivery.pk in held]
         rows_insert(Attempt, [outcome.attempt for outcome in recorded])
     for outcome in outcomes:
@@ -427,51 +427,9 @@ def _outcomes_save(outcomes: list[_Outcome]) -> list[_Outcome]:
     return recorded
 
 
-def _deliveries_update(outcomes: list[_Outcome]) -> set[int]:
-    """SQLite: the rows still held under their lease, then their changes (the transaction holds
-    the write lock from its start: transaction_mode IMMEDIATE). Deliveries claimed together
-    share their lease, so groups of like outcomes stay few."""
-    groups: dict[tuple, list[int]] = {}
-    for outcome in outcomes:
-        key = (outcome.delivery.lease_expires_at, *sorted(outcome.changes.items()))
-        groups.setdefault(key, []).append(outcome.delivery.pk)
-    held: set[int] = set()
-    for (lease, *changes), pks in groups.items():
-        still = Delivery.objects.filter(pk__in=pks, status=Delivery.Status.SENDING, lease_expires_at=lease)
-        ids = list(still.values_list("pk", flat=True))
-        if ids:
-            Delivery.objects.filter(pk__in=ids).update(**dict(changes))
-            held.update(ids)
-    return held
-
-
-# On PostgreSQL one statement updates the whole batch, whatever its outcomes (a batch of
-# retries has as many due times as deliveries); the rows travel as one JSON document.
-_DELIVERIES_UPDATE = """
-UPDATE {table} AS delivery SET status = item.status, attempts = item.attempts,
-    last_status_code = item.last_status_code, last_error = item.last_error, due_at = item.due_at,
-    finished_at = item.finished_at, lease_expires_at = NULL
-FROM jsonb_to_recordset(%s::jsonb) AS item(
-    id bigint, lease timestamptz, status varchar, attempts smallint, last_status_code smallint,
-    last_error varchar, due_at timestamptz, finished_at timestamptz)
-WHERE delivery.id = item.id AND delivery.status = 'sending' AND delivery.lease_expires_at = item.lease
-RETURNING delivery.id
-"""
-
-
-def _deliveries_update_postgresql(outcomes: list[_Outcome]) -> set[int]:
-    columns = ("status", "attempts", "last_status_code", "last_error", "due_at", "finished_at")
-    rows = [
-        {
-            "id": outcome.delivery.pk,
-            "lease": json_value(outcome.delivery.lease_expires_at),
-            **{column: json_value(outcome.changes[column]) for column in columns},
-        }
-        for outcome in outcomes
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(_DELIVERIES_UPDATE.format(table=Delivery._meta.db_table), [json.dumps(rows)])
-        return {pk for (pk,) in cursor.fetchall()}
+def _held(delivery: Delivery) -> dict:
+    """What the row holds while this worker's claim on it stands."""
+    return {"status": Delivery.Status.SENDING, "lease_expires_at": delivery.lease_expires_at}
 
 
 def _attempt_report(outcome: _Outcome) -> None:

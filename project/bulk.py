@@ -16,7 +16,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from uuid import UUID
 
-from django.db import connection, models
+from django.db import connection, models, transaction
 from psycopg.types.json import Jsonb
 
 
@@ -49,21 +49,66 @@ def rows_update(model: type[models.Model], objects: list[models.Model], fields: 
     if connection.vendor != "postgresql":
         model.objects.bulk_update(objects, fields)
         return
-    quote = connection.ops.quote_name
-    pk = model._meta.pk
-    written = [model._meta.get_field(name) for name in fields]
-    types = ", ".join(f"{quote(field.column)} {field.db_type(connection)}" for field in [pk, *written])
-    assignments = ", ".join(f"{quote(field.column)} = item.{quote(field.column)}" for field in written)
+    rows = [{name: getattr(instance, model._meta.get_field(name).attname) for name in fields} for instance in objects]
+    _update_from_json(model, [instance.pk for instance in objects], [{}] * len(rows), rows)
+
+
+def rows_update_held(model: type[models.Model], changes: list[tuple[int, dict, dict]]) -> set:
+    """For each (primary key, expected, new), each a dict of field names to values (every item
+    naming the same fields, expected values never None), write `new` to the row only if it
+    still holds `expected`: a row someone else has changed meanwhile is left alone. Returns the
+    primary keys of the rows written. One statement on PostgreSQL; on SQLite a read and a write
+    per group of like changes, in one transaction."""
+    if not changes:
+        return set()
+    if connection.vendor == "postgresql":
+        pks, expected, new = zip(*changes, strict=True)
+        return _update_from_json(model, pks, expected, new)
+    groups: dict[tuple, list] = {}
+    for pk, expected, new in changes:
+        groups.setdefault((tuple(sorted(expected.items())), tuple(sorted(new.items()))), []).append(pk)
+    held = set()
+    with transaction.atomic():
+        for (expected, new), pks in groups.items():
+            still = list(model.objects.filter(pk__in=pks, **dict(expected)).values_list("pk", flat=True))
+            if still:
+                model.objects.filter(pk__in=still).update(**dict(new))
+                held.update(still)
+    return held
+
+
+def _update_from_json(model: type[models.Model], pks, expected: list[dict], new: list[dict]) -> set:
+    """PostgreSQL: one UPDATE of every row, read from one JSON document; returns the keys written."""
+    sql, checked, written = _update_sql(model, tuple(sorted(expected[0])), tuple(sorted(new[0])))
     rows = [
-        {field.column: json_value(getattr(instance, field.attname)) for field in [pk, *written]} for instance in objects
+        {
+            "pk": pk,
+            **{f"was_{name}": json_value(was[name]) for name in checked},
+            **{name: json_value(values[name]) for name in written},
+        }
+        for pk, was, values in zip(pks, expected, new, strict=True)
     ]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {quote(model._meta.db_table)} AS target SET {assignments} "
-            f"FROM jsonb_to_recordset(%s::jsonb) AS item({types}) "
-            f"WHERE target.{quote(pk.column)} = item.{quote(pk.column)}",
-            [json.dumps(rows)],
-        )
+        cursor.execute(sql, [json.dumps(rows)])
+        return {pk for (pk,) in cursor.fetchall()}
+
+
+@functools.cache
+def _update_sql(model: type[models.Model], checked: tuple[str, ...], written: tuple[str, ...]):
+    quote = connection.ops.quote_name
+    fields = model._meta.get_field
+    pk = model._meta.pk
+    types = [f"pk {pk.db_type(connection)}"]
+    types += [f"{quote('was_' + name)} {fields(name).db_type(connection)}" for name in checked]
+    types += [f"{quote(name)} {fields(name).db_type(connection)}" for name in written]
+    assignments = ", ".join(f"{quote(fields(name).column)} = item.{quote(name)}" for name in written)
+    conditions = "".join(f" AND target.{quote(fields(name).column)} = item.{quote('was_' + name)}" for name in checked)
+    sql = (
+        f"UPDATE {quote(model._meta.db_table)} AS target SET {assignments} "
+        f"FROM jsonb_to_recordset(%s::jsonb) AS item({', '.join(types)}) "
+        f"WHERE target.{quote(pk.column)} = item.pk{conditions} RETURNING target.{quote(pk.column)}"
+    )
+    return sql, checked, written
 
 
 @functools.cache

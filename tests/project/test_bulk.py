@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from events.models import Device, Event
-from project.bulk import rows_insert
+from project.bulk import rows_insert, rows_update_held
 
 pytestmark = pytest.mark.django_db
 
@@ -51,3 +51,15 @@ def test_a_row_pointing_at_an_object_saved_after_assignment_gets_its_key(app, dj
     assert Event.objects.get(pk=event.pk).device_id == device.pk
     with django_assert_num_queries(0):  # the event still holds the device, as the ORM's would
         assert event.device is device
+
+
+def test_a_held_update_leaves_alone_the_rows_changed_meanwhile(app):
+    devices = [Device(app=app, campaign_name="a"), Device(app=app, campaign_name="a")]
+    rows_insert(Device, devices)
+    Device.objects.filter(pk=devices[1].pk).update(campaign_name="changed")
+    was, new = {"campaign_name": "a"}, {"campaign_name": "b", "installed_at": AT}
+    assert rows_update_held(Device, [(device.pk, was, new) for device in devices]) == {devices[0].pk}
+    assert list(Device.objects.order_by("pk").values_list("campaign_name", "installed_at")) == [
+        ("b", AT),
+        ("changed", None),
+    ]
