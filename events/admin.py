@@ -7,7 +7,7 @@ from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from events.admin_scoping import ScopedModelAdmin, ScopedTabularInline
+from events.admin_scoping import ReadOnlyAdminMixin, ScopedModelAdmin, ScopedTabularInline
 from events.models import Account, App, Click, CustomEvent, Device, DeviceIdentifier, Event, Tracker
 from events.services import app_issue_api_key
 
@@ -181,21 +181,6 @@ class TrackerAdmin(ScopedModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return ["id"] if obj is not None else []
-
-
-class ReadOnlyAdminMixin:
-    """Records written by the API: staff read them, nobody edits them by hand."""
-
-    show_full_result_count = False  # no COUNT(*) over the whole table on every page
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class DeviceIdentifierInline(ReadOnlyAdminMixin, ScopedTabularInline):

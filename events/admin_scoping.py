@@ -1,4 +1,5 @@
-"""Admin base classes that confine every list, page and picker to the user's accounts."""
+"""Admin base classes that confine every list, page and picker to the user's accounts, and the
+one that makes a record read-only."""
 
 from __future__ import annotations
 
@@ -34,3 +35,19 @@ class ScopedModelAdmin(AccountScopedMixin, AuditedAdmin):
 
 class ScopedTabularInline(AccountScopedMixin, admin.TabularInline):
     pass
+
+
+class ReadOnlyAdminMixin:
+    """Records the product writes (events, devices, clicks, deliveries, attempts): staff read
+    them, nobody edits them by hand."""
+
+    show_full_result_count = False  # no COUNT(*) over the whole table on every page
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

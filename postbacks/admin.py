@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from events.admin_scoping import ScopedModelAdmin
+from events.admin_scoping import ReadOnlyAdminMixin, ScopedModelAdmin
 from events.scoping import visible_to
 from partners.models import Partner
 from postbacks import http
@@ -18,7 +18,7 @@ from postbacks.forms import FIELD_INPUT_PREFIX, PartnerConfigurationForm, Postba
 from postbacks.models import Attempt, Delivery, PartnerConfiguration, PostbackConfiguration
 from postbacks.rendering import RenderError, render_postback, requirement_problems, sample_values
 from postbacks.selectors import WINDOWS, delivery_stats
-from postbacks.sending import mask, masked_headers, secret_values, secret_values_of, verdict_for
+from postbacks.sending import mask, masked_headers, secret_values_of, verdict_for
 from postbacks.services import deliveries_resend, postback_send_test
 from project import clock
 
@@ -196,14 +196,7 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
             "problem": problem,
             "requirements_missed": [mask(text, secrets) for text in missing],
             "captured_to": mask(exchange.captured_to, secrets) if exchange else "",
-            "request_text": ""
-            if sent is None
-            else mask(
-                f"{sent.method} {sent.url}\n"
-                + "\n".join(f"{name}: {value}" for name, value in masked_headers(sent.headers, secrets).items())
-                + (f"\n\n{_pretty(sent.body)}" if sent.body else ""),
-                secrets,
-            ),
+            "request_text": "" if sent is None else request_text(**_parts(sent), secrets=secrets),
             "exchange": exchange,
             "verdict": verdict_for(exchange, configuration=configuration) if exchange else None,
             "response_headers": ""
@@ -224,14 +217,7 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
         except RenderError as error:
             return format_html('<p class="errornote">{}</p>', str(error))
         secrets = secret_values_of(postback)
-        body = rendered.body
-        if rendered.headers.get("Content-Type") == "application/json" and body:
-            body = json.dumps(json.loads(body), indent=2)
-        headers = "\n".join(f"{name}: {value}" for name, value in masked_headers(rendered.headers, secrets).items())
-        text = mask(
-            f"{rendered.method} {rendered.url}" + (f"\n{headers}" if headers else "") + (f"\n\n{body}" if body else ""),
-            secrets,
-        )
+        text = request_text(**_parts(rendered), secrets=secrets)
         missing = [
             mask(problem, secrets) for problem in requirement_problems(configuration=postback, rendered=rendered)
         ]
@@ -250,6 +236,23 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
             if capture
             else "",
         )
+
+
+def request_text(
+    *, method: str, url: str, headers: dict[str, str], body: str, secrets: list[str], captured_url: str = ""
+) -> str:
+    """A request as the admin shows it (preview, test postback, delivery and attempt logs):
+    request line, headers, then the body (JSON indented); credentials headers hidden and the
+    partner's secret values masked."""
+    lines = [f"{method} {mask(url, secrets)}"]
+    if captured_url:
+        lines.append(f"Captured: sent to {mask(captured_url, secrets)} instead (POSTBACK_CAPTURE_URL)")
+    lines += [f"{name}: {value}" for name, value in masked_headers(headers, secrets).items()]
+    return "\n".join(lines) + (f"\n\n{_pretty(mask(body, secrets))}" if body else "")
+
+
+def _parts(request) -> dict:
+    return {"method": request.method, "url": request.url, "headers": request.headers, "body": request.body}
 
 
 def _pretty(text: str) -> str:
@@ -307,19 +310,12 @@ class EventNameFilter(admin.SimpleListFilter):
         return queryset.filter(event__name=self.value()) if self.value() else queryset
 
 
-class AttemptInline(admin.StackedInline):
+class AttemptInline(ReadOnlyAdminMixin, admin.StackedInline):
     model = Attempt
     extra = 0
-    can_delete = False
     fields = ["summary", "request_display", "response_display"]
     readonly_fields = fields
     ordering = ["-number"]
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="attempt")
     def summary(self, attempt: Attempt) -> str:
@@ -334,12 +330,9 @@ class AttemptInline(admin.StackedInline):
 
     @admin.display(description="request")
     def request_display(self, attempt: Attempt) -> str:
-        headers = "\n".join(f"{name}: {value}" for name, value in attempt.request_headers.items())
-        captured = (
-            f"Captured: sent to {attempt.captured_url} instead (POSTBACK_CAPTURE_URL)\n" if attempt.captured_url else ""
-        )
-        request = f"{attempt.method} {attempt.url}\n{captured}{headers}\n\n{_pretty(attempt.request_body)}"
-        return _pre(request.strip())
+        # Masked when it was recorded.
+        parts = {"headers": attempt.request_headers, "body": attempt.request_body, "secrets": []}
+        return _pre(request_text(method=attempt.method, url=attempt.url, captured_url=attempt.captured_url, **parts))
 
     @admin.display(description="response")
     def response_display(self, attempt: Attempt) -> str:
@@ -370,7 +363,7 @@ class ResendFailedForm(forms.Form):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ScopedModelAdmin):
+class DeliveryAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
     """The delivery log: read-only; support staff resend from here."""
 
     change_list_template = "admin/postbacks/delivery/change_list.html"
@@ -469,7 +462,6 @@ class DeliveryAdmin(ScopedModelAdmin):
     ]
     search_fields = ["=delivery_id", "=event__event_id", "=device__identifiers__value"]
     list_select_related = ["event", "app", "configuration__partner_configuration__partner"]
-    show_full_result_count = False
     ordering = ["-pk"]
     inlines = [AttemptInline]
     actions = ["resend"]
@@ -491,15 +483,6 @@ class DeliveryAdmin(ScopedModelAdmin):
         "request_display",
     ]
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_resend_permission(self, request):
         return request.user.has_perm("postbacks.resend_delivery")
@@ -526,7 +509,4 @@ class DeliveryAdmin(ScopedModelAdmin):
     def request_display(self, delivery: Delivery) -> str:
         if not delivery.url:
             return "—"
-        secrets = secret_values(delivery)
-        headers = "\n".join(f"{name}: {value}" for name, value in masked_headers(delivery.headers, secrets).items())
-        text = f"{delivery.method} {mask(delivery.url, secrets)}\n{headers}\n\n{_pretty(mask(delivery.body, secrets))}"
-        return _pre(text.strip())
+        return _pre(request_text(**_parts(delivery), secrets=secret_values_of(delivery.configuration)))

@@ -457,12 +457,8 @@ def _attempt_report(outcome: _Outcome) -> None:
         metrics.DELIVERY_LATENCY.labels(partner=partner).observe(max(0.0, waited))
 
 
-def secret_values(delivery: Delivery) -> list[str]:
+def secret_values_of(configuration: PostbackConfiguration) -> list[str]:
     """Values of the partner's secret network-specific fields, to mask wherever a log shows them."""
-    return secret_values_of(delivery.configuration)
-
-
-def secret_values_of(configuration) -> list[str]:
     partner_configuration = configuration.partner_configuration
     if partner_configuration is None:
         return []
