@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import urlsplit
 
+import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -87,52 +88,47 @@ def env_base_url(name: str) -> str:
 
 
 def database_from_url(url: str, *, base_dir: Path) -> dict:
-    """Translate DATABASE_URL into a Django DATABASES entry.
+    """Translate DATABASE_URL into a Django DATABASES entry (read by dj-database-url).
 
     Accepted forms: postgres://user:password@host:port/name?option=value (postgresql:// too)
-    and sqlite:///relative/path.sqlite3 or sqlite:////absolute/path.sqlite3.
+    and sqlite:///relative/path.sqlite3 or sqlite:////absolute/path.sqlite3. Options are
+    psycopg's, and two of ours (PostgreSQL): server_side_binding (true or false, default true)
+    and prepare_threshold (a whole number or none, default 5).
     """
-    parts = urlsplit(url)
-    options: dict[str, object] = dict(parse_qsl(parts.query))
-    if parts.scheme in ("postgres", "postgresql"):
-        # Server-side binding lets psycopg prepare the statements a connection repeats (from
-        # the 5th use), so the hot queries of ingestion are planned once, not on every request:
-        # the planning cost PostgreSQL more CPU than the events API's whole insert. Django
-        # turns preparing off unless told (for poolers in transaction mode: add
-        # ?prepare_threshold=none behind an older PgBouncer).
-        binding = str(options.pop("server_side_binding", "true")).lower()
-        if binding not in ("true", "false"):
-            raise ImproperlyConfigured("DATABASE_URL option server_side_binding must be true or false.")
-        options["server_side_binding"] = binding == "true"
-        threshold = str(options.pop("prepare_threshold", "5")).lower()
-        if threshold != "none" and not threshold.isdigit():
-            raise ImproperlyConfigured("DATABASE_URL option prepare_threshold must be a whole number or none.")
-        if options["server_side_binding"] and threshold != "none":
-            options["prepare_threshold"] = int(threshold)
-        name = unquote(parts.path.lstrip("/"))
-        if not name:
-            raise ImproperlyConfigured(f"DATABASE_URL={_redact(url)!r} names no database: add /<name> after the host.")
-        try:
-            port = parts.port
-        except ValueError:
-            raise ImproperlyConfigured(f"DATABASE_URL={_redact(url)!r} has a port that is not a number.") from None
-        return {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": name,
-            "USER": unquote(parts.username or ""),
-            "PASSWORD": unquote(parts.password or ""),
-            "HOST": parts.hostname or "",
-            "PORT": str(port or ""),
-            "OPTIONS": options,
-        }
-    if parts.scheme == "sqlite":
-        path = parts.path[1:] if parts.path.startswith("/") else parts.path
-        if not path:
-            raise ImproperlyConfigured("DATABASE_URL=sqlite:// names no file: use sqlite:///db.sqlite3.")
-        return sqlite_database(base_dir / path if not Path(path).is_absolute() else Path(path))
-    raise ImproperlyConfigured(
-        f"DATABASE_URL={_redact(url)!r} is not supported: use postgres://user@host:5432/name or sqlite:///file.sqlite3."
-    )
+    scheme = urlsplit(url).scheme
+    if scheme not in ("postgres", "postgresql", "sqlite"):
+        raise ImproperlyConfigured(
+            f"DATABASE_URL={_redact(url)!r} is not supported: use postgres://user@host:5432/name or sqlite:///file.sqlite3."
+        )
+    if scheme == "sqlite" and urlsplit(url).path in ("", "/"):
+        raise ImproperlyConfigured("DATABASE_URL=sqlite:// names no file: use sqlite:///db.sqlite3.")
+    try:
+        parsed = dj_database_url.parse(url)
+    except ValueError:
+        raise ImproperlyConfigured(f"DATABASE_URL={_redact(url)!r} has a port that is not a number.") from None
+    if scheme == "sqlite":
+        return sqlite_database(base_dir / parsed["NAME"])  # an absolute path stays as it is
+    if not parsed["NAME"]:
+        raise ImproperlyConfigured(f"DATABASE_URL={_redact(url)!r} names no database: add /<name> after the host.")
+    options = parsed.setdefault("OPTIONS", {})
+    # Server-side binding lets psycopg prepare the statements a connection repeats (from the
+    # 5th use), so the hot queries of ingestion are planned once, not on every request. Django
+    # turns preparing off unless told (for poolers in transaction mode: add
+    # ?prepare_threshold=none behind an older PgBouncer).
+    binding = options.pop("server_side_binding", True)
+    if not isinstance(binding, bool):
+        raise ImproperlyConfigured("DATABASE_URL option server_side_binding must be true or false.")
+    options["server_side_binding"] = binding
+    threshold = options.pop("prepare_threshold", 5)
+    if str(threshold).lower() != "none" and not isinstance(threshold, int):
+        raise ImproperlyConfigured("DATABASE_URL option prepare_threshold must be a whole number or none.")
+    if binding and isinstance(threshold, int):
+        options["prepare_threshold"] = threshold
+    return {
+        **{key: parsed[key] for key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST")},
+        "PORT": str(parsed["PORT"]),
+        "OPTIONS": options,
+    }
 
 
 def sqlite_database(path: Path) -> dict:
