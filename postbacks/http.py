@@ -337,7 +337,7 @@ def slots_take(*, destination: str, account: str | None, timeout: float, even_if
 def _adapter() -> _GuardedAdapter:
     """One connection-pooling adapter per thread. Requests go straight to it rather than through
     a Session: no cookie jar carries one partner's cookies into the next postback, no proxy or
-    netrc settings come from the environment, and the per-request cost halves."""
+    netrc settings come from the environment, and each request costs less."""
     adapter = getattr(_local, "adapter", None)
     if adapter is None:
         adapter = _GuardedAdapter(

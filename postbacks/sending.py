@@ -277,8 +277,7 @@ def deferral_wait(*, deferrals: int, host_slow: bool, host_pace: float) -> timed
     """How long a delivery whose host had no free slot goes back to the schedule.
     A fast host frees a slot in milliseconds: try again in 2 s. A slow one's backlog can only
     drain as fast as the host answers; putting every waiting delivery back every 2 s would
-    spend the workers on claiming and deferring it (a 10 s host with 1,000 waiting took a
-    quarter of the throughput of the others). So each deferral of the same delivery doubles
+    spend the workers on claiming and deferring it. So each deferral of the same delivery doubles
     its wait, from 5 s or the host's pace, to at most 60 s."""
     if not host_slow:
         return HOST_BUSY_DEFER
@@ -315,7 +314,7 @@ _pool: tuple[tuple[int, int], ThreadPoolExecutor, threading.BoundedSemaphore] | 
 
 def _send_pool() -> tuple[ThreadPoolExecutor, threading.BoundedSemaphore]:
     """One long-lived pool of POSTBACK_SEND_THREADS per process (threads do not survive
-    django-q2's fork; starting them for every batch cost more than the sending), and its
+    django-q2's fork; starting them for every batch is dear), and its
     free threads: a task takes one before it hands a delivery over, so nothing waits in the
     pool's queue behind slow requests."""
     global _pool

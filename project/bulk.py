@@ -2,8 +2,7 @@
 
 On PostgreSQL the rows travel as one JSON document (`INSERT … SELECT … FROM
 jsonb_to_recordset`): json.dumps is C code, while Django's bulk_create prepares every field
-of every row in Python and psycopg then adapts each value again; for a batch of events or
-attempts that preparation cost more than the rest of the work (docs/performance.md).
+of every row in Python and psycopg then adapts each value again (docs/performance.md).
 Elsewhere (SQLite) it is bulk_create.
 """
 
@@ -115,8 +114,7 @@ def _update_sql(model: type[models.Model], checked: tuple[str, ...], written: tu
 def rows_source(model: type[models.Model], leave_out: tuple[str, ...] = ()) -> tuple[str, str]:
     """PostgreSQL only: the quoted column list of every concrete field but the primary key and
     the columns left out, and a FROM item reading such rows from one parameter, rows_json's
-    (`jsonb_to_recordset(%s::jsonb) AS item(…)`). Worked out once: column types take a
-    surprising share of a one-row insert's CPU."""
+    (`jsonb_to_recordset(%s::jsonb) AS item(…)`). Worked out once: column types are dear."""
     fields = _fields(model, leave_out)
     quote = connection.ops.quote_name
     columns = ", ".join(quote(field.column) for field in fields)
@@ -127,15 +125,15 @@ def rows_source(model: type[models.Model], leave_out: tuple[str, ...] = ()) -> t
 @functools.cache
 def row_placeholders(model: type[models.Model], leave_out: tuple[str, ...] = ()) -> str:
     """PostgreSQL only: one typed placeholder for each column of rows_source's list, for a
-    single row passed as plain parameters (row_parameters): for one row, parsing a JSON
-    document cost PostgreSQL and Python more than the row itself."""
+    single row passed as plain parameters (row_parameters): a JSON document is not worth
+    parsing for one row."""
     return ", ".join(f"%s::{field.db_type(connection)}" for field in _fields(model, leave_out))
 
 
 def row_parameters(model: type[models.Model], row: dict, leave_out: tuple[str, ...] = ()) -> list:
     """The parameters of row_placeholders, from a row given by attribute name, whose values
     are already of their fields' Python types (psycopg adapts them; the placeholders' casts
-    type them). Not Field.get_db_prep_value: for one row of events that took 0.1 ms."""
+    type them). Not Field.get_db_prep_value: it is slow."""
     return [
         Jsonb(row[name]) if is_json and row[name] is not None else row[name]
         for name, is_json in _row_shape(model, leave_out)
@@ -168,8 +166,7 @@ def rows_json(model: type[models.Model], objects: list[models.Model], leave_out:
 def _json_plan(model: type[models.Model], leave_out: tuple[str, ...]):
     """How rows_json reads a model's rows: every attribute at once, then the empty relations
     (which may point at an object saved since), the auto_now fields, and the few values JSON
-    cannot hold as they are. Asking every field of every row (pre_save, json_value) was most
-    of the cost."""
+    cannot hold as they are, rather than asking every field of every row (pre_save, json_value)."""
     fields = _fields(model, leave_out)
     relations = [(field.column, field) for field in fields if field.is_relation]
     automatic = [
@@ -217,7 +214,7 @@ def _converters(model: type[models.Model], vendor: str) -> list[tuple]:
 def any_of(column: str, values) -> tuple[str, list]:
     """SQL (and its parameters) testing `column` against many values. On PostgreSQL the values
     travel as one array: a query with a thousand placeholders is parsed afresh by psycopg on
-    every call (it caches only short ones), which took a tenth of a batch's CPU."""
+    every call (it caches only short ones)."""
     values = list(values)
     if connection.vendor == "postgresql":
         return f"{column} = ANY(%s)", [values]
