@@ -7,6 +7,12 @@ from partners.models import Partner, PartnerField, PartnerTemplate
 from project.audit import AuditedAdmin
 
 
+def warn_if_illustrative(request, partner: Partner | None) -> None:
+    """Say at the top of the page that a partner's templates are not its documented format."""
+    if partner is not None and partner.illustrative:
+        messages.warning(request, partner.illustrative_warning)
+
+
 class PartnerFieldInline(admin.TabularInline):
     model = PartnerField
     extra = 0
@@ -42,8 +48,7 @@ class PartnerAdmin(AuditedAdmin):
     inlines = [PartnerFieldInline, PartnerTemplateInline]
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        if obj is not None and obj.illustrative:
-            messages.warning(request, obj.illustrative_warning)
+        warn_if_illustrative(request, obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_queryset(self, request):

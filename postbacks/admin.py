@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -12,6 +12,7 @@ from django.utils.html import format_html, format_html_join
 
 from events.admin_scoping import ReadOnlyAdminMixin, ScopedModelAdmin
 from events.scoping import visible_to
+from partners.admin import warn_if_illustrative
 from partners.models import Partner
 from postbacks import http
 from postbacks.forms import FIELD_INPUT_PREFIX, PartnerConfigurationForm, PostbackConfigurationForm, chosen_object
@@ -29,12 +30,6 @@ OVERRIDES_DESCRIPTION = (
     "the scheme and host of every template's URL and goes before its path; each fixed parameter is sent with every "
     "request, replacing the template's parameter of the same name. See docs/partner-templates.md."
 )
-
-
-def warn_if_illustrative(request, partner: Partner | None) -> None:
-    """Say at the top of the page that a partner's templates are not its documented format."""
-    if partner is not None and partner.illustrative:
-        messages.warning(request, partner.illustrative_warning)
 
 
 @admin.register(PartnerConfiguration)

@@ -30,14 +30,13 @@ def waiting_filter(now: datetime) -> Q:
     return Q(status__in=[Delivery.Status.SCHEDULED, Delivery.Status.SENDING], due_at__lte=now)
 
 
-def backlog() -> tuple[int, float]:
-    """Deliveries due and not finished, and the age in seconds of the oldest (0 when none)."""
+def backlog(*, deliveries: QuerySet | None = None) -> tuple[int, float]:
+    """Deliveries (all, or of `deliveries`) due and not finished, and the age in seconds of the
+    oldest (0 when none)."""
     now = clock.now()
-    due = Delivery.objects.filter(waiting_filter(now))
-    summary = due.aggregate(oldest=Min("due_at"))
-    count = due.count()
-    oldest = summary["oldest"]
-    return count, (now - oldest).total_seconds() if oldest else 0.0
+    due = (Delivery.objects.all() if deliveries is None else deliveries).filter(waiting_filter(now))
+    oldest = due.aggregate(oldest=Min("due_at"))["oldest"]
+    return due.count(), (now - oldest).total_seconds() if oldest else 0.0
 
 
 def workers_stalled(*, after: timedelta) -> bool:
@@ -81,7 +80,6 @@ def _percentile(values: list[float], share: float) -> float | None:
 
 def delivery_stats(*, deliveries: QuerySet, since: datetime) -> DeliveryStats:
     """Figures for the deliveries a user may see, created since `since`."""
-    now = clock.now()
     window = deliveries.filter(created_at__gte=since)
     by_status = dict(window.order_by().values_list("status").annotate(n=Count("pk")))
     delivered, failed = by_status.get("delivered", 0), by_status.get("failed", 0)
@@ -97,8 +95,7 @@ def delivery_stats(*, deliveries: QuerySet, since: datetime) -> DeliveryStats:
     reasons = list(
         window.filter(status="failed").order_by().values_list("last_error").annotate(n=Count("pk")).order_by("-n")[:10]
     )
-    due = deliveries.filter(waiting_filter(now))
-    oldest = due.aggregate(oldest=Min("due_at"))["oldest"]
+    waiting, oldest_due_age_s = backlog(deliveries=deliveries)
     hourly_rows = (
         window.filter(status__in=["delivered", "failed"])
         .annotate(hour=TruncHour("created_at"))
@@ -135,8 +132,8 @@ def delivery_stats(*, deliveries: QuerySet, since: datetime) -> DeliveryStats:
         delay_p50_s=_percentile(delays, 0.5),
         delay_p95_s=_percentile(delays, 0.95),
         failures_by_reason=reasons,
-        backlog=due.count(),
-        oldest_due_age_s=(now - oldest).total_seconds() if oldest else 0.0,
+        backlog=waiting,
+        oldest_due_age_s=oldest_due_age_s,
         hourly=[(row["hour"], row["delivered"], row["failed"]) for row in hourly_rows],
         per_target=per_target,
     )
