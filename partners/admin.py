@@ -35,14 +35,14 @@ class PartnerAdmin(AuditedAdmin):
     """The catalogue of partners. Templates are managed: only superusers edit them, and every
     postback configured on a partner follows its template on the next send."""
 
-    list_display = ["name", "slug", "kind", "certified", "illustrative", "field_count", "template_count"]
-    list_filter = ["kind", "illustrative"]
+    list_display = ["name", "slug", "kind", "certified", "documentation", "field_count", "template_count"]
+    list_filter = ["kind", "documentation"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [PartnerFieldInline, PartnerTemplateInline]
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        if obj is not None and obj.illustrative:
+        if obj is not None and obj.illustrative_warning:
             messages.warning(request, obj.illustrative_warning)
         return super().render_change_form(request, context, add, change, form_url, obj)
 

@@ -40,7 +40,7 @@ OVERRIDES_DESCRIPTION = (
 
 def warn_if_illustrative(request, partner: Partner | None) -> None:
     """Say at the top of the page that a partner's templates are not its documented format."""
-    if partner is not None and partner.illustrative:
+    if partner is not None and partner.illustrative_warning:
         messages.warning(request, partner.illustrative_warning)
 
 
