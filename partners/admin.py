@@ -16,6 +16,7 @@ class PartnerFieldInline(admin.TabularInline):
 class PartnerTemplateInline(admin.StackedInline):
     model = PartnerTemplate
     extra = 0
+    formfield_overrides = AuditedAdmin.formfield_overrides  # the source URL: https assumed, as in Django 6
     fields = [
         "event",
         "method",
