@@ -9,7 +9,6 @@ Sources:
 
 import json
 import re
-from datetime import timedelta
 
 import pytest
 
@@ -19,7 +18,7 @@ from postbacks.http import Exchange
 from postbacks.models import Attempt
 from postbacks.sending import verdict_for
 from tests import factories
-from tests.partners.golden import ADID, DEVICE_IP, IDFA, SESSION_AT, T0, render
+from tests.partners.golden import ADID, DEVICE_IP, IDFA, every_case, occurred_at, render
 
 pytestmark = pytest.mark.django_db
 
@@ -42,10 +41,7 @@ def sent(event, platform, *, tracking_allowed=True, attributed=True):
     )
 
 
-@pytest.mark.parametrize("attributed", [True, False])
-@pytest.mark.parametrize("tracking_allowed", [True, False])
-@pytest.mark.parametrize("platform", PLATFORMS)
-@pytest.mark.parametrize("event", EVENTS)
+@every_case()
 def test_every_request_is_a_form_post_to_the_apps_activities_edge_with_its_app_token(
     event, platform, tracking_allowed, attributed
 ):
@@ -91,8 +87,7 @@ def test_other_events_are_custom_app_events_as_a_json_array_of_objects(event, pl
     [custom] = json.loads(request.form["custom_events"])
     assert custom["_eventName"] == EVENT_NAME[event]
     assert re.fullmatch(CUSTOM_EVENT_NAME, custom["_eventName"])
-    occurred = SESSION_AT if event == "session_begin" else T0 + timedelta(hours=1)
-    assert custom["_logTime"] == int(occurred.timestamp())
+    assert custom["_logTime"] == int(occurred_at(event).timestamp())
     assert isinstance(custom["_logTime"], int)
     if event == "purchase":
         # _valueToSum a float, fb_currency ISO 4217, inside the event object (not beside it).

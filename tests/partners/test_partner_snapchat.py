@@ -7,13 +7,21 @@ Sources:
 """
 
 import hashlib
-from datetime import timedelta
 
 import pytest
 
 from partners.catalogue import catalogue_read
 from partners.templating import render_value
-from tests.partners.golden import ADID, DEVICE_IP, EVENTS, IDFA, PACKAGES, SESSION_AT, T0, USER_AGENTS, render
+from tests.partners.golden import (
+    ADID,
+    DEVICE_IP,
+    IDFA,
+    PACKAGES,
+    USER_AGENTS,
+    every_case,
+    occurred_at,
+    render,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -45,10 +53,7 @@ def _nothing_empty(value, where="body"):
         assert value not in ("", None), f"{where} is empty"
 
 
-@pytest.mark.parametrize("attributed", [True, False], ids=["attributed", "organic"])
-@pytest.mark.parametrize("tracking_allowed", [True, False], ids=["allowed", "denied"])
-@pytest.mark.parametrize("platform", ["android", "ios"])
-@pytest.mark.parametrize("event", EVENTS)
+@every_case()
 def test_snapchat_postback_matches_the_conversions_api_v3(event, platform, tracking_allowed, attributed):
     options = {"platform": platform, "fields": FIELDS, "tracking_allowed": tracking_allowed, "attributed": attributed}
     sent = render(partner_slug="snapchat", event=event, **options)
@@ -60,7 +65,7 @@ def test_snapchat_postback_matches_the_conversions_api_v3(event, platform, track
     assert set(sent.json) == {"data"}
     [data] = sent.json["data"]
     assert data["event_name"] == EXPECTED_NAME[event]
-    at = {"install": T0, "session_begin": SESSION_AT}.get(event, T0 + timedelta(hours=1))
+    at = occurred_at(event)
     # Parameters / UsingTheAPI example: event_time is an integer of Unix seconds (1705508777).
     assert data["event_time"] == int(at.timestamp()) and isinstance(data["event_time"], int)
     assert data["action_source"] == "MOBILE_APP"
