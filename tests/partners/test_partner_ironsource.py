@@ -16,7 +16,7 @@ import pytest
 
 from tests.partners.golden import ADID, IDFA, PACKAGES, every_case, render
 
-ADVERTISER_ID = "354773"
+ADVERTISER_ID = "123456"
 PASSWORD = "a1b2c3d4e5f6"
 PATHS = {
     "install": "/userActivity/install",
