@@ -5,7 +5,7 @@ Sources:
   www.googleadservices.com; required dev_token, link_id, app_event_type, rdid, id_type, lat, app_version,
   os_version, sdk_version, timestamp, and the User-Agent and X-Forwarded-For headers; the reply's errors
   and attributed)
-- https://github.com/google/gps_building_blocks/blob/master/py/gps_building_blocks/cc4d/hooks/ads_uac_hook.py
+- https://github.com/google-marketing-solutions/gps_building_blocks/blob/7f75903024829ffcc454799c46a3752a980810d8/cc4d/hooks/ads_uac_hook.py
   (Google's own client: parameters in the query string, app_event_type and id_type values, rdid a raw UUID,
   lat 0/1, app_event_name only with custom)
 """

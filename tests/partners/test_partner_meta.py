@@ -18,7 +18,7 @@ from postbacks.http import Exchange
 from postbacks.models import Attempt
 from postbacks.sending import verdict_for
 from tests import factories
-from tests.partners.golden import ADID, DEVICE_IP, IDFA, every_case, occurred_at, render
+from tests.partners.golden import ADID, DEVICE_IP, DEVICE_MODELS, IDFA, every_case, occurred_at, render
 
 pytestmark = pytest.mark.django_db
 
@@ -57,14 +57,15 @@ def test_every_request_is_a_form_post_to_the_apps_activities_edge_with_its_app_t
     # Nothing is sent empty (extinfo's positional slots live inside its JSON text).
     assert all(value != "" for value in request.form.values())
     # app-event-api: extinfo, 16 strings in order, "" as placeholder; slot 0 a2 (Android) / i2 (iOS),
-    # 1 package name, 2 short version, 3 long version, 4 OS version (required).
+    # 1 package name, 2 short version, 3 long version, 4 OS version (required), 5 device model name.
     extinfo = json.loads(request.form["extinfo"])
     assert len(extinfo) == 16 and all(isinstance(slot, str) for slot in extinfo)
     assert extinfo[0] == {"android": "a2", "ios": "i2"}[platform]
     assert extinfo[1] == {"android": "com.acme.rocket", "ios": "com.acme.rocketios"}[platform]
     assert extinfo[2] == extinfo[3] == "3.2.1"
     assert extinfo[4] == {"android": "14", "ios": "17.4"}[platform]
-    assert extinfo[5:] == [""] * 11
+    assert extinfo[5] == DEVICE_MODELS[platform]
+    assert extinfo[6:] == [""] * 10
     # Meta attributes on its own (no attributed flag exists): an organic install is sent the same way.
     assert "attributed" not in request.form
 

@@ -4,6 +4,9 @@ Sources:
 - https://developers.snap.com/api/marketing-api/Conversions-API/UsingTheAPI (endpoint, access_token, data[] body)
 - https://developers.snap.com/api/marketing-api/Conversions-API/Parameters (user_data, app_data, custom_data)
 - https://developers.snap.com/api/marketing-api/Conversions-API/BestPractices (normalise, then SHA-256 lower hex)
+- SEGMENT: Segment's Snap Conversions API v3 destination, segmentio/action-destinations@970a17ee,
+  packages/destination-actions/src/destinations/snap-conversions-api/reportConversionEvent/snap-capi-v3.ts
+  (buildAppData: the 16-slot extinfo)
 """
 
 import hashlib
@@ -15,6 +18,7 @@ from partners.templating import render_value
 from tests.partners.golden import (
     ADID,
     DEVICE_IP,
+    DEVICE_MODELS,
     IDFA,
     PACKAGES,
     USER_AGENTS,
@@ -47,6 +51,8 @@ def _nothing_empty(value, where="body"):
             _nothing_empty(item, f"{where}.{key}")
     elif isinstance(value, list):
         assert value, f"{where} is an empty array"
+        if where.endswith(".extinfo"):  # positional slots: "" is its placeholder
+            return
         for index, item in enumerate(value):
             _nothing_empty(item, f"{where}[{index}]")
     else:
@@ -83,9 +89,14 @@ def test_snapchat_postback_matches_the_conversions_api_v3(event, platform, track
         assert "madid" not in user
         assert sha256(ad_id.lower()) not in sent.body
     # Parameters (App Data) / UsingTheAPI example: advertiser_tracking_enabled is 0/1, required for app events.
+    # SEGMENT: "extinfo needs to be defined whenever app_data is included in the data payload": 16 strings,
+    # slot 0 a2 (Android) / i2 (iOS), 1 package, 2-3 short and long version, 4 OS version, 5 device model.
     assert data["app_data"] == {
         "app_id": PACKAGES[platform],
         "advertiser_tracking_enabled": 1 if tracking_allowed else 0,
+        "extinfo": [{"android": "a2", "ios": "i2"}[platform], PACKAGES[platform], "3.2.1", "3.2.1"]
+        + [{"android": "14", "ios": "17.4"}[platform], DEVICE_MODELS[platform]]
+        + [""] * 10,
     }
     if event == "install" and attributed:
         assert user["sc_click_id"] == "clk-7f3a"
