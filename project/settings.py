@@ -10,6 +10,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from project.dev_env import var_dir
 from project.env import (
     database_from_url,
     env_base_url,
@@ -23,7 +24,7 @@ from project.env import (
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR = var_dir(BASE_DIR)
 
 DEBUG = env_bool("DEBUG", False)
 
