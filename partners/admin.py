@@ -9,7 +9,7 @@ from project.audit import AuditedAdmin
 
 def warn_if_illustrative(request, partner: Partner | None) -> None:
     """Say at the top of the page that a partner's templates are not its documented format."""
-    if partner is not None and partner.illustrative:
+    if partner is not None and partner.illustrative_warning:
         messages.warning(request, partner.illustrative_warning)
 
 
@@ -22,6 +22,7 @@ class PartnerFieldInline(admin.TabularInline):
 class PartnerTemplateInline(admin.StackedInline):
     model = PartnerTemplate
     extra = 0
+    formfield_overrides = AuditedAdmin.formfield_overrides  # the source URL: https assumed, as in Django 6
     fields = [
         "event",
         "method",
@@ -41,8 +42,8 @@ class PartnerAdmin(AuditedAdmin):
     """The catalogue of partners. Templates are managed: only superusers edit them, and every
     postback configured on a partner follows its template on the next send."""
 
-    list_display = ["name", "slug", "kind", "certified", "illustrative", "field_count", "template_count"]
-    list_filter = ["kind", "illustrative"]
+    list_display = ["name", "slug", "kind", "certified", "documentation", "field_count", "template_count"]
+    list_filter = ["kind", "documentation"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [PartnerFieldInline, PartnerTemplateInline]

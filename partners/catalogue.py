@@ -28,10 +28,19 @@ class CatalogueError(ValueError):
 
 def catalogue_problems(*, entries: list[dict]) -> list[str]:
     """Every problem of the catalogue's templates, each named by partner, event and path."""
-    from partners.models import PartnerField
+    from partners.models import Partner, PartnerField
 
     problems = []
     for entry in entries:
+        documentation = entry.get("documentation", Partner.Documentation.DOCUMENTED)
+        if documentation not in Partner.Documentation.values:
+            problems.append(
+                f"{entry.get('slug')} · documentation: {documentation!r} is not one of {Partner.Documentation.values}"
+            )
+        elif documentation != Partner.Documentation.DOCUMENTED and not (
+            entry.get("illustrative_note") and entry.get("sources")
+        ):
+            problems.append(f"{entry.get('slug')} · a {documentation} partner needs an illustrative_note and sources")
         field_names = {field["name"] for field in entry.get("fields", [])}
         for field in entry.get("fields", []):
             # The example is what the admin shows as the expected format: it must pass it.
@@ -76,7 +85,7 @@ def catalogue_sync(*, entries: list[dict] | None = None, apps_registry=django_ap
                 "kind": entry["kind"],
                 "website": entry.get("website", ""),
                 "description": entry.get("description", ""),
-                "illustrative": entry.get("illustrative", False),
+                "documentation": entry.get("documentation", "documented"),
                 "illustrative_note": entry.get("illustrative_note", ""),
             },
         )

@@ -27,13 +27,25 @@ class Partner(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.NETWORK)
     website = models.URLField(blank=True)
     description = models.TextField(blank=True)
-    illustrative = models.BooleanField(
-        default=False,
-        help_text="The partner publishes no wire format for these postbacks: its templates are a guess to "
-        "complete with what the partner gives you, not a certified integration.",
+
+    class Documentation(models.TextChoices):
+        DOCUMENTED = "documented", "Documented by the partner"
+        PARTLY_ILLUSTRATIVE = (
+            "partly_illustrative",
+            "Partly illustrative (from a measurement partner's public template)",
+        )
+        ILLUSTRATIVE = "illustrative", "Illustrative (no public format)"
+
+    documentation = models.CharField(
+        max_length=24,
+        choices=Documentation.choices,
+        default=Documentation.DOCUMENTED,
+        help_text="Where the templates' wire format comes from. Partly illustrative: the partner publishes no "
+        "reference, so the format is a measurement partner's public template; illustrative: no public format "
+        "at all, the templates are a guess to complete with what the partner gives you.",
     )
     illustrative_note = models.TextField(
-        blank=True, help_text="Why the partner is illustrative, with the sources that were searched."
+        blank=True, help_text="Why the partner is (partly) illustrative, with the sources that were searched."
     )
 
     class Meta:
@@ -41,18 +53,33 @@ class Partner(models.Model):
 
     def __str__(self) -> str:
         # Said wherever the partner is named (choice lists, titles, logs), so no one mistakes it for certified.
-        return f"{self.name} (illustrative)" if self.illustrative else self.name
+        if self.documentation == self.Documentation.DOCUMENTED:
+            return self.name
+        return f"{self.name} ({self.documentation.replace('_', ' ')})"
+
+    @property
+    def illustrative(self) -> bool:
+        return self.documentation == self.Documentation.ILLUSTRATIVE
 
     @property
     def illustrative_warning(self) -> str:
-        """What the admin says at the top of every page about an illustrative partner ("" for others)."""
-        if not self.illustrative:
+        """What the admin says at the top of every page about a (partly) illustrative partner ("" for others)."""
+        if self.documentation == self.Documentation.ILLUSTRATIVE:
+            warning = (
+                f"{self.name} is illustrative: it publishes no postback format, so its templates are a placeholder "
+                f"to complete with what {self.name} gives you (endpoint base and fixed parameters on the partner "
+                "configuration), not a certified integration."
+            )
+        elif self.documentation == self.Documentation.PARTLY_ILLUSTRATIVE:
+            warning = (
+                f"{self.name} is partly illustrative: it publishes no reference of its postback format, so its "
+                "templates follow what a measurement partner publicly sends it. Confirm them with "
+                f"{self.name} before relying on them (endpoint base and fixed parameters can be overridden on the "
+                "partner configuration)."
+            )
+        else:
             return ""
-        return (
-            f"{self.name} is illustrative: it publishes no postback format, so its templates are a placeholder to "
-            f"complete with what {self.name} gives you (endpoint base and fixed parameters on the partner "
-            f"configuration), not a certified integration. {self.illustrative_note}"
-        ).strip()
+        return f"{warning} {self.illustrative_note}".strip()
 
     @property
     def is_certified(self) -> bool:

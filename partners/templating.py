@@ -6,7 +6,7 @@ A template is JSON data, never code. A *value spec* is one of:
 - an array: an array of specs;
 - an object: a nested object of specs, unless one of its keys starts with `$`, which makes it
   a *spec object*: exactly one source (`$macro`, `$first`, `$const`, `$template`, `$json`)
-  and options (`type`, `transforms`, `map`, `default`, `empty`).
+  and options (`type`, `transforms`, `map`, `unlisted`, `default`, `empty`).
 A value with nothing in it is omitted (the key disappears, and an object or array left empty
 too) unless its spec says `"empty": "send"`. A value that cannot be converted (e.g. "abc" as
 an integer) is omitted and reported as a problem: rendering never raises on an event's values.
@@ -29,11 +29,12 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 from partners.macros import PLACEHOLDER, template_problems, url_authority_problem
 
 SOURCES = ("$macro", "$first", "$const", "$template", "$json")
-OPTIONS = ("type", "transforms", "map", "default", "empty")
+OPTIONS = ("type", "transforms", "map", "unlisted", "default", "empty")
 TYPES = ("string", "integer", "number", "boolean")
 TRANSFORMS = ("unix_seconds", "unix_ms", "iso8601", "lower", "upper", "trim", "sha256", "md5", "primary_language")
 ENCODINGS = ("query", "form", "json")
 EMPTY_CHOICES = ("omit", "send")
+UNLISTED_CHOICES = ("omit", "keep")  # what a map does with a value it does not list
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # What a header value may hold: printable ASCII and tab. A CR or LF would start a new header
 # (or the body); non-ASCII cannot be encoded reliably (http.client sends latin-1).
@@ -138,6 +139,8 @@ def _check_spec_object(spec: dict, path: str, fields: set[str], problems: list[s
                 )
     if "map" in spec and not isinstance(spec["map"], dict):
         problems.append(f"{path}.map: give an object of our value → the partner's")
+    if "unlisted" in spec and ("map" not in spec or spec["unlisted"] not in UNLISTED_CHOICES):
+        problems.append(f'{path}.unlisted: give "omit" or "keep", beside a map')
     if spec.get("empty", "omit") not in EMPTY_CHOICES:
         problems.append(f'{path}.empty: give "omit" or "send"')
 
@@ -310,7 +313,7 @@ def _render_spec_object(spec: dict, path: str, rendering: _Rendering) -> Any:
                 break
     if not _empty(value) and "map" in spec:
         key = _as_text(value)
-        value = spec["map"].get(key, ABSENT)
+        value = spec["map"].get(key, value if spec.get("unlisted") == "keep" else ABSENT)
     if _empty(value) and "default" in spec:
         value = spec["default"]
     if _empty(value):

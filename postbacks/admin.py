@@ -139,6 +139,7 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
                 "Custom postback (your own endpoint)",
                 {"fields": ["destination_url", "method", "macros", *secret_fields]},
             ),
+            ("Conditions (all must hold for the postback to fire)", {"fields": ["conditions"]}),
             ("Delivery", {"fields": ["supply_network_data", "delay_seconds", "retry_attempts"]}),
         ]
         if obj is not None:

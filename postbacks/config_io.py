@@ -16,6 +16,7 @@ from django.db import transaction
 from events.models import Account, App, CustomEvent, Tracker, hash_api_key, new_api_key
 from events.services import app_issue_api_key
 from partners.models import Partner
+from postbacks.conditions import conditions_problems
 from postbacks.models import DELAY_CHOICES, PartnerConfiguration, PostbackConfiguration
 
 FORMAT_VERSION = 1
@@ -60,6 +61,7 @@ POSTBACK_KEYS = {
     "retry_attempts",
     "delivery_method",
     "signing_secret",
+    "conditions",
 }
 
 
@@ -145,6 +147,8 @@ def _export_postback(postback: PostbackConfiguration) -> dict[str, Any]:
         "delay_seconds": postback.delay_seconds,
         "retry_attempts": postback.retry_attempts,
     }
+    if postback.conditions:
+        common["conditions"] = postback.conditions
     if postback.kind == PostbackConfiguration.Kind.CERTIFIED:
         return {
             **common,
@@ -212,6 +216,13 @@ class _Importer:
             self.problem(f"{path}.{key}", f"must be between {low} and {high}")
             return default
         return value
+
+    def conditions(self, data: dict, path: str) -> list:
+        value = data.get("conditions", [])
+        problems = conditions_problems(value)
+        for problem in problems:
+            self.problem(f"{path}.{problem.partition(':')[0]}", problem.partition(": ")[2])
+        return [] if problems else value
 
     def boolean(self, data: dict, key: str, path: str, *, default: bool) -> bool:
         value = data.get(key, default)
@@ -447,6 +458,7 @@ class _Importer:
                 "supply_network_data": self.boolean(item, "supply_network_data", item_path, default=False),
                 "delay_seconds": self.delay(item, item_path),
                 "retry_attempts": self.integer(item, "retry_attempts", item_path, default=3, low=0, high=10),
+                "conditions": self.conditions(item, item_path),
             }
             if kind == PostbackConfiguration.Kind.CERTIFIED:
                 slug = item.get("partner")

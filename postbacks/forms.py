@@ -128,6 +128,7 @@ class PostbackConfigurationForm(forms.ModelForm):
             "macros",
             "signing_secret",
             "supply_network_data",
+            "conditions",
             "delay_seconds",
             "retry_attempts",
         ]

@@ -14,6 +14,7 @@ from django.db import models
 from events.models import AccountScoped, App, Device, Event
 from partners.macros import MACRO_NAMES, template_problems
 from partners.models import Partner
+from postbacks.conditions import conditions_problems
 from postbacks.destinations import destination_problem
 from postbacks.signing import signing_problems
 
@@ -180,6 +181,14 @@ class PostbackConfiguration(AccountScoped):
         default=False,
         help_text="True sends attribution-level data (network, campaign, click…); false leaves it empty.",
     )
+    conditions = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Optional: rules on macro values that must all hold for the postback to fire, e.g. "
+        '[{"macro": "country", "op": "in", "value": ["US", "CA"]}, {"macro": "revenue", "op": "greater_than", '
+        '"value": 0}]. Operators: equals, not_equals, contains, in, not_in (text, any case), greater_than, '
+        "less_than (numbers). An event that fails one is a skipped delivery whose reason names the condition.",
+    )
     delay_seconds = models.PositiveIntegerField("delivery delay", choices=DELAY_CHOICES, default=0)
     retry_attempts = models.PositiveSmallIntegerField(
         choices=RETRY_CHOICES, default=3, validators=[MinValueValidator(0), MaxValueValidator(10)]
@@ -247,6 +256,8 @@ class PostbackConfiguration(AccountScoped):
                     refuse("match_event", f"{self.match_event!r} is not an event of {self.app.name}.")
                 elif self.match_event == self.event:
                     refuse("match_event", "Event matching names the event itself; leave it empty instead.")
+        for problem in conditions_problems(self.conditions):
+            refuse("conditions", problem)
         if self.kind == self.Kind.CERTIFIED:
             self._clean_certified(refuse)
         elif self.kind == self.Kind.CUSTOM:

@@ -28,12 +28,19 @@ class RenderedRequest:
     problems: tuple[str, ...] = ()  # values a certified template left out (see partners/templating.py)
 
 
+def values_for(*, configuration: PostbackConfiguration, values: dict[str, str]) -> dict[str, str]:
+    """An event's macro values as this configuration sees them: attributed_to_partner says
+    whether its partner is the network that won (custom: 0)."""
+    partner = configuration.partner
+    won = partner is not None and partner.kind == partner.Kind.NETWORK and values.get("network_id") == partner.slug
+    return {**values, "attributed_to_partner": "1" if won else "0"}
+
+
 def shareable_values(*, configuration: PostbackConfiguration, values: dict[str, str]) -> dict[str, str]:
     """The macro values this configuration may send: attribution data is blanked where not
     allowed, and attributed_to_partner says whether the partner is the network that won."""
     partner = configuration.partner
-    won = partner is not None and partner.kind == partner.Kind.NETWORK and values.get("network_id") == partner.slug
-    values = {**values, "attributed_to_partner": "1" if won else "0"}
+    values = values_for(configuration=configuration, values=values)
     if partner is None or partner.kind == partner.Kind.ANALYTICS:
         # Custom postbacks and analytics partners get attribution data only when asked to.
         allowed = configuration.supply_network_data

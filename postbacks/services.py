@@ -12,9 +12,10 @@ from django.db import transaction
 from events.models import App, Click, Device, Event, Tracker
 from partners.models import Partner
 from postbacks import http, metrics
+from postbacks.conditions import condition_unmet
 from postbacks.configuration_cache import app_configurations, partners_by_pk
 from postbacks.models import Attempt, Delivery, PostbackConfiguration
-from postbacks.rendering import RenderedRequest, RenderError, render_postback, sample_values
+from postbacks.rendering import RenderedRequest, RenderError, render_postback, sample_values, values_for
 from postbacks.signing import signed_headers
 from project import clock
 from project.bulk import rows_insert
@@ -136,6 +137,12 @@ class _Context:
         )
         attribution = self.attribution(event)
         reason = _inactive_reason(configuration) or _audience_reason(configuration, attribution)
+        tracking = values = None
+        if reason is None and configuration.conditions:
+            tracking = tracking_for(event, device)
+            values = macro_values(event, device, attribution, tracking)
+            reason = _condition_reason(configuration, values)
+        # Last: a SessionBegin skipped for another reason leaves its 24-hour period unclaimed.
         if reason is None and event.name == "session_begin":
             reason = self._claim_session_period(configuration, event, device, delivery)
         if reason is not None:
@@ -143,10 +150,11 @@ class _Context:
             delivery.skip_reason = reason
             delivery.session_period = None
             return delivery
-        tracking = tracking_for(event, device)
+        if values is None:
+            tracking = tracking_for(event, device)
+            values = macro_values(event, device, attribution, tracking)
         delivery.withheld = tracking.withheld_reason
         try:
-            values = macro_values(event, device, attribution, tracking)
             request = render_postback(configuration=configuration, values=values)
         except RenderError as error:
             delivery.status = Delivery.Status.FAILED
@@ -189,6 +197,10 @@ def _inactive_reason(configuration: PostbackConfiguration) -> str | None:
     if configuration.status != PostbackConfiguration.Status.ACTIVE:
         return "The postback configuration is inactive."
     return None
+
+
+def _condition_reason(configuration: PostbackConfiguration, values: dict[str, str]) -> str | None:
+    return condition_unmet(configuration.conditions, values_for(configuration=configuration, values=values))
 
 
 def _audience_reason(configuration: PostbackConfiguration, attribution: Attribution) -> str | None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from project.dev_env import var_dir
 from project.env import (
     database_from_url,
     env_base_url,
@@ -23,7 +24,7 @@ from project.env import (
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR = var_dir(BASE_DIR)
 
 DEBUG = env_bool("DEBUG", False)
 
@@ -254,24 +255,46 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), upper=True)
+# Quiet unless LOG_LEVEL=DEBUG: no line per django-q2 task or per static file the development
+# server serves (project/logs.py), and no start-up banner of django-axes in every process.
+_QUIET = LOG_LEVEL != "DEBUG"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "routine_task_lines": {"()": "project.logs.RoutineTaskLines"},
+        "static_file_lines": {"()": "project.logs.StaticFileLines", "static_url": STATIC_URL},
+    },
     "formatters": {
         "plain": {"()": "project.logs.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "project.logs.JsonFormatter"},
+        # Django's own format for the development server's request lines.
+        "django.server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": env_choice("LOG_FORMAT", "plain", ("plain", "json"))}
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": env_choice("LOG_FORMAT", "plain", ("plain", "json")),
+        },
+        "django.server": {
+            "class": "logging.StreamHandler",
+            "formatter": "django.server",
+            "filters": ["static_file_lines"] if _QUIET else [],
+        },
     },
-    # These log whole request URLs (a partner's token may sit in the query) and SQL parameters
-    # (secret partner fields): never below WARNING, whatever LOG_LEVEL says.
     "loggers": {
+        # These log whole request URLs (a partner's token may sit in the query) and SQL parameters
+        # (secret partner fields): never below WARNING, whatever LOG_LEVEL says.
         "urllib3": {"level": "WARNING"},
         "django.db.backends": {"level": "WARNING"},
+        "django-q": {"filters": ["routine_task_lines"] if _QUIET else []},
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
+        "axes.apps": {"level": "WARNING" if _QUIET else "INFO"},
     },
-    "root": {
-        "handlers": ["console"],
-        "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), upper=True),
-    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

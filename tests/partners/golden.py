@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import parse_qsl, urlsplit
 
+import pytest
+
 from events.services import EventInput, click_record
 from partners.catalogue import catalogue_read, catalogue_sync
 from partners.models import Partner
@@ -36,6 +38,32 @@ LANGUAGE = "en-US"
 PACKAGES = {"android": "com.acme.rocket", "ios": "com.acme.rocketios"}
 SESSION_AT = T0 + timedelta(hours=25)  # SessionBegin postbacks skip the install's first 24 hours
 EVENTS = ("install", "session_begin", "purchase", "level_complete")  # level_complete: a custom event
+PLATFORMS = ("android", "ios")
+
+
+def occurred_at(event: str) -> datetime:
+    """When render()'s event happened: the install at T0, its SessionBegin a day later, others an hour after it."""
+    if event == "install":
+        return T0
+    return SESSION_AT if event == "session_begin" else T0 + timedelta(hours=1)
+
+
+def every_case(events=EVENTS, *, attributed: bool = True):
+    """The matrix a partner's main golden test runs: each event on each platform, tracking allowed and
+    denied, and (for a network, not an analytics partner) attributed to it and organic."""
+    names = ("event", "platform", "tracking_allowed") + (("attributed",) if attributed else ())
+    cases = [
+        pytest.param(event, platform, allowed, *([won] if attributed else []), id="-".join(ids))
+        for event in events
+        for platform in PLATFORMS
+        for allowed in (True, False)
+        for won in ((True, False) if attributed else (True,))
+        for ids in [
+            [event, platform, "allowed" if allowed else "denied"]
+            + (["attributed" if won else "organic"] if attributed else [])
+        ]
+    ]
+    return pytest.mark.parametrize(names, cases)
 
 
 @dataclass
@@ -124,14 +152,14 @@ def render(
             "consent_ad_personalization": False,
         }
     )
-    install = _ingest(app, "evt-install", "install", T0, ids, platform, tracking)
+    install = _ingest(app, "evt-install", "install", occurred_at("install"), ids, platform, tracking)
     stored = install
     if event == "session_begin":
         # A day after the install: the install's own 24-hour period has its SessionBegin in the install.
-        stored = _ingest(app, "evt-session", "session_begin", SESSION_AT, ids, platform, tracking)
+        stored = _ingest(app, "evt-session", "session_begin", occurred_at(event), ids, platform, tracking)
     elif event != "install":
         money = {"revenue": Decimal(revenue), "currency": currency} if event == "purchase" else {}
-        stored = _ingest(app, f"evt-{event}", event, T0 + timedelta(hours=1), ids, platform, tracking, **money)
+        stored = _ingest(app, f"evt-{event}", event, occurred_at(event), ids, platform, tracking, **money)
     delivery = Delivery.objects.get(event=stored, configuration=postback)
     return _read(delivery)
 

@@ -142,6 +142,7 @@ def _template_form(partner: Partner, template: PartnerTemplate, **changes) -> di
         "kind": partner.kind,
         "website": partner.website,
         "description": partner.description,
+        "documentation": partner.documentation,
         "fields-TOTAL_FORMS": "0",
         "fields-INITIAL_FORMS": "0",
         "templates-TOTAL_FORMS": "1",

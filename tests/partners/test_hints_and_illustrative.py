@@ -1,12 +1,13 @@
 """Every network-specific field explains itself with a hint and an example that passes its own
-check, and a partner with no public wire format is marked illustrative wherever the admin shows it."""
+check, and a partner with no public wire format (or only a measurement partner's) is marked
+illustrative (or partly illustrative) wherever the admin shows it."""
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from partners.catalogue import CatalogueError, catalogue_read, catalogue_sync
+from partners.catalogue import CatalogueError, catalogue_problems, catalogue_read, catalogue_sync
 from partners.models import Partner, PartnerField
 from postbacks.models import PartnerConfiguration
 from tests import factories
@@ -46,10 +47,10 @@ def test_an_example_edited_in_the_admin_must_pass_the_pattern(partner):
 
 
 def test_moloco_and_moburst_are_loaded_illustrative_with_the_reason():
-    illustrative = {entry["slug"] for entry in catalogue_read() if entry.get("illustrative")}
+    illustrative = {entry["slug"] for entry in catalogue_read() if entry.get("documentation") == "illustrative"}
     assert illustrative >= {"moloco", "moburst"}
     for entry in catalogue_read():
-        if entry.get("illustrative"):
+        if entry.get("documentation", "documented") != "documented":
             assert entry.get("sources") and entry.get("illustrative_note"), entry["slug"]
     moloco = Partner.objects.get(slug="moloco")
     assert moloco.illustrative and "organic" in moloco.illustrative_note
@@ -60,7 +61,7 @@ def test_moloco_and_moburst_are_loaded_illustrative_with_the_reason():
 @pytest.fixture
 def illustrative_partner(db):
     partner = factories.make_partner("guess_ads")
-    partner.illustrative = True
+    partner.documentation = Partner.Documentation.ILLUSTRATIVE
     partner.illustrative_note = "No public format found."
     partner.save()
     return partner
@@ -98,3 +99,36 @@ def test_the_admin_says_nothing_of_the_kind_for_a_documented_partner(client, man
     page = client.get(reverse("admin:postbacks_partnerconfiguration_change", args=[config.pk])).content.decode()
     assert "illustrative" not in page
     assert PartnerConfiguration.objects.count() == 1
+
+
+PARTLY = "is partly illustrative: it publishes no reference of its postback format"
+
+
+@pytest.mark.parametrize("slug, name", [("applovin", "AppLovin"), ("ironsource", "ironSource Ads")])
+def test_partners_whose_format_comes_from_a_measurement_partner_are_flagged_partly_illustrative(
+    client, manager, app, slug, name
+):
+    """AppLovin and ironSource publish no reference: their templates follow Branch's public ones. The
+    admin says so wherever the partner is chosen or configured, and names the sources in the note."""
+    partner = Partner.objects.get(slug=slug)
+    assert not partner.illustrative and partner.documentation == Partner.Documentation.PARTLY_ILLUSTRATIVE
+    assert str(partner).endswith("(partly illustrative)") and "Branch" in partner.illustrative_note
+    client.force_login(manager)
+    add = reverse("admin:postbacks_partnerconfiguration_add")
+    assert f"{name} (partly illustrative)" in client.get(f"{add}?app={app.pk}").content.decode()  # the choice list
+    examples = {field.name: field.example for field in partner.fields.all()}
+    config = factories.make_partner_configuration(app, partner, **examples)
+    page = client.get(reverse("admin:postbacks_partnerconfiguration_change", args=[config.pk])).content.decode()
+    assert PARTLY in page and "Confirm them with" in page
+    postback = factories.make_certified_postback(config)
+    page = client.get(reverse("admin:postbacks_postbackconfiguration_change", args=[postback.pk])).content.decode()
+    assert PARTLY in page
+
+
+def test_a_catalogue_entry_marked_illustrative_without_its_reason_is_refused():
+    entry = {"slug": "guess", "name": "Guess", "kind": "network", "documentation": "partly_illustrative"}
+    assert catalogue_problems(entries=[entry]) == [
+        "guess · a partly_illustrative partner needs an illustrative_note and sources"
+    ]
+    entry["documentation"] = "maybe"
+    assert "is not one of" in catalogue_problems(entries=[entry])[0]

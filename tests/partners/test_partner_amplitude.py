@@ -18,7 +18,7 @@ from postbacks.sending import deliveries_claim, deliveries_send
 from project import clock
 from tests import factories
 from tests.partners import golden
-from tests.partners.golden import ADID, DEVICE_IP, EVENTS, IDFA, IDFV, SESSION_AT, T0, render
+from tests.partners.golden import ADID, DEVICE_IP, IDFA, IDFV, T0, every_case, occurred_at, render
 from tests.receiver import Reply
 
 pytestmark = pytest.mark.django_db
@@ -44,9 +44,7 @@ def _nothing_empty(value, where="body"):
 
 # Amplitude is an analytics partner, never a network a tracker drives: no attributed/organic axis, and
 # Amplitude's API has no attributed flag.
-@pytest.mark.parametrize("tracking_allowed", [True, False], ids=["allowed", "denied"])
-@pytest.mark.parametrize("platform", ["android", "ios"])
-@pytest.mark.parametrize("event", EVENTS)
+@every_case(attributed=False)
 def test_amplitude_postback_matches_the_http_v2_api(event, platform, tracking_allowed):
     options = {"platform": platform, "fields": FIELDS, "tracking_allowed": tracking_allowed, "attributed": False}
     sent = render(partner_slug="amplitude", event=event, **options)
@@ -60,7 +58,7 @@ def test_amplitude_postback_matches_the_http_v2_api(event, platform, tracking_al
     [amp] = sent.json["events"]
     # http-v2 event keys: event_type (required), time in Unix milliseconds (integer), insert_id for dedup.
     assert amp["event_type"] == EVENT_TYPE.get(event, event)
-    at = {"install": T0, "session_begin": SESSION_AT}.get(event, T0 + timedelta(hours=1))
+    at = occurred_at(event)
     assert amp["time"] == int(at.timestamp() * 1000) and isinstance(amp["time"], int)
     assert amp["insert_id"] == EVENT_ID.get(event, f"evt-{event}")
     if event == "session_begin":  # session_id: the session's start in milliseconds

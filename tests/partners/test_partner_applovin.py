@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.partners.golden import ADID, IDFA, PACKAGES, render
+from tests.partners.golden import ADID, IDFA, PACKAGES, every_case, render
 
 SDK_KEY = "q3Xk9ZpL2vR7tYbN5mWc8HdFgJs4AeUo1iKl6QwErTyUiOpAsDfGhJk"
 EVENT_KINDS = {
@@ -33,16 +33,7 @@ ALLOWED_WITH_REVENUE = ALLOWED | {"revenue", "currency_code"}
 
 pytestmark = pytest.mark.django_db
 
-cases = pytest.mark.parametrize(
-    ("event", "platform", "tracking_allowed", "attributed"),
-    [
-        (event, platform, tracking_allowed, attributed)
-        for event in EVENT_KINDS
-        for platform in ("android", "ios")
-        for tracking_allowed in (True, False)
-        for attributed in (True, False)
-    ],
-)
+cases = every_case(EVENT_KINDS)
 
 
 def send(event, platform, tracking_allowed=True, attributed=True):

@@ -5,13 +5,12 @@ Sources:
   www.googleadservices.com; required dev_token, link_id, app_event_type, rdid, id_type, lat, app_version,
   os_version, sdk_version, timestamp, and the User-Agent and X-Forwarded-For headers; the reply's errors
   and attributed)
-- https://github.com/google/gps_building_blocks/blob/master/py/gps_building_blocks/cc4d/hooks/ads_uac_hook.py
+- https://github.com/google-marketing-solutions/gps_building_blocks/blob/7f75903024829ffcc454799c46a3752a980810d8/cc4d/hooks/ads_uac_hook.py
   (Google's own client: parameters in the query string, app_event_type and id_type values, rdid a raw UUID,
   lat 0/1, app_event_name only with custom)
 """
 
 import re
-from datetime import timedelta
 
 import pytest
 
@@ -21,7 +20,7 @@ from postbacks.http import Exchange
 from postbacks.models import Attempt
 from postbacks.sending import verdict_for
 from tests import factories
-from tests.partners.golden import ADID, DEVICE_IP, IDFA, SESSION_AT, T0, USER_AGENTS, render
+from tests.partners.golden import ADID, DEVICE_IP, IDFA, USER_AGENTS, every_case, occurred_at, render
 
 pytestmark = pytest.mark.django_db
 
@@ -47,16 +46,7 @@ def sent(event, platform, *, tracking_allowed=True, attributed=True):
     )
 
 
-def occurred(event):
-    if event == "install":
-        return T0
-    return SESSION_AT if event == "session_begin" else T0 + timedelta(hours=1)
-
-
-@pytest.mark.parametrize("attributed", [True, False])
-@pytest.mark.parametrize("tracking_allowed", [True, False])
-@pytest.mark.parametrize("platform", PLATFORMS)
-@pytest.mark.parametrize("event", EVENTS)
+@every_case()
 def test_every_request_is_a_post_with_the_required_parameters_in_the_query_and_the_device_headers(
     event, platform, tracking_allowed, attributed
 ):
@@ -74,7 +64,7 @@ def test_every_request_is_a_post_with_the_required_parameters_in_the_query_and_t
     # sdk_version: "If no SDK is used, it should mirror the app version" (the events reach us from the app).
     assert request.query["sdk_version"] == "3.2.1"
     # timestamp: seconds since the epoch.
-    assert request.query["timestamp"] == str(int(occurred(event).timestamp()))
+    assert request.query["timestamp"] == str(int(occurred_at(event).timestamp()))
     # request-response-specs, App User-Agent and X-Forwarded-For: the device's own, both required.
     assert request.header("User-Agent") == USER_AGENTS[platform]
     assert request.header("X-Forwarded-For") == DEVICE_IP

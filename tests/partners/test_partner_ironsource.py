@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.partners.golden import ADID, IDFA, PACKAGES, render
+from tests.partners.golden import ADID, IDFA, PACKAGES, every_case, render
 
-ADVERTISER_ID = "354773"
+ADVERTISER_ID = "123456"
 PASSWORD = "a1b2c3d4e5f6"
 PATHS = {
     "install": "/userActivity/install",
@@ -28,16 +28,7 @@ ALLOWED = {"src", "ifa", "idfa", "aaid", "lat", "appId", "advertiserId", "passwo
 
 pytestmark = pytest.mark.django_db
 
-cases = pytest.mark.parametrize(
-    ("event", "platform", "tracking_allowed", "attributed"),
-    [
-        (event, platform, tracking_allowed, attributed)
-        for event in PATHS
-        for platform in ("android", "ios")
-        for tracking_allowed in (True, False)
-        for attributed in (True, False)
-    ],
-)
+cases = every_case(PATHS)
 
 
 def send(event, platform, tracking_allowed=True, attributed=True):

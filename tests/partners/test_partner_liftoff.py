@@ -16,11 +16,19 @@ measurement partner each (e.g. Branch's) and are documented only in that partner
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 
-from tests.partners.golden import ADID, DEVICE_IP, DEVICE_MODELS, IDFA, IDFV, PACKAGES, SESSION_AT, T0, render
+from tests.partners.golden import (
+    ADID,
+    DEVICE_IP,
+    DEVICE_MODELS,
+    IDFA,
+    IDFV,
+    PACKAGES,
+    every_case,
+    occurred_at,
+    render,
+)
 
 APP_ID = "a1b2c3d4e5"
 API_KEY = "lft_9Zx8Yw7Vu6Ts5Rq4Pp3On2Mm1Lk0Jj"
@@ -30,7 +38,7 @@ EVENT_NAMES = {
     "purchase": "purchase",
     "level_complete": "level_complete",
 }
-EVENT_TIMES = {"install": T0, "session_begin": SESSION_AT, "purchase": T0 + timedelta(hours=1)}
+EVENT_TIMES = {event: occurred_at(event) for event in ("install", "session_begin", "purchase")}
 EVENT_TIMES["level_complete"] = EVENT_TIMES["purchase"]
 ALLOWED = {
     "liftoff_app_id", "client_ip", "event_name", "event_timestamp", "platform", "bundle_id", "app_store_id",
@@ -40,16 +48,7 @@ ALLOWED = {
 
 pytestmark = pytest.mark.django_db
 
-cases = pytest.mark.parametrize(
-    ("event", "platform", "tracking_allowed", "attributed"),
-    [
-        (event, platform, tracking_allowed, attributed)
-        for event in EVENT_NAMES
-        for platform in ("android", "ios")
-        for tracking_allowed in (True, False)
-        for attributed in (True, False)
-    ],
-)
+cases = every_case(EVENT_NAMES)
 
 
 def send(event, platform, tracking_allowed=True, attributed=True, **fields):

@@ -9,7 +9,6 @@ Sources:
 
 import json
 import re
-from datetime import timedelta
 
 import pytest
 
@@ -19,7 +18,7 @@ from postbacks.http import Exchange
 from postbacks.models import Attempt
 from postbacks.sending import verdict_for
 from tests import factories
-from tests.partners.golden import ADID, DEVICE_IP, IDFA, SESSION_AT, T0, render
+from tests.partners.golden import ADID, DEVICE_IP, DEVICE_MODELS, IDFA, every_case, occurred_at, render
 
 pytestmark = pytest.mark.django_db
 
@@ -42,10 +41,7 @@ def sent(event, platform, *, tracking_allowed=True, attributed=True):
     )
 
 
-@pytest.mark.parametrize("attributed", [True, False])
-@pytest.mark.parametrize("tracking_allowed", [True, False])
-@pytest.mark.parametrize("platform", PLATFORMS)
-@pytest.mark.parametrize("event", EVENTS)
+@every_case()
 def test_every_request_is_a_form_post_to_the_apps_activities_edge_with_its_app_token(
     event, platform, tracking_allowed, attributed
 ):
@@ -61,14 +57,15 @@ def test_every_request_is_a_form_post_to_the_apps_activities_edge_with_its_app_t
     # Nothing is sent empty (extinfo's positional slots live inside its JSON text).
     assert all(value != "" for value in request.form.values())
     # app-event-api: extinfo, 16 strings in order, "" as placeholder; slot 0 a2 (Android) / i2 (iOS),
-    # 1 package name, 2 short version, 3 long version, 4 OS version (required).
+    # 1 package name, 2 short version, 3 long version, 4 OS version (required), 5 device model name.
     extinfo = json.loads(request.form["extinfo"])
     assert len(extinfo) == 16 and all(isinstance(slot, str) for slot in extinfo)
     assert extinfo[0] == {"android": "a2", "ios": "i2"}[platform]
     assert extinfo[1] == {"android": "com.acme.rocket", "ios": "com.acme.rocketios"}[platform]
     assert extinfo[2] == extinfo[3] == "3.2.1"
     assert extinfo[4] == {"android": "14", "ios": "17.4"}[platform]
-    assert extinfo[5:] == [""] * 11
+    assert extinfo[5] == DEVICE_MODELS[platform]
+    assert extinfo[6:] == [""] * 10
     # Meta attributes on its own (no attributed flag exists): an organic install is sent the same way.
     assert "attributed" not in request.form
 
@@ -91,8 +88,7 @@ def test_other_events_are_custom_app_events_as_a_json_array_of_objects(event, pl
     [custom] = json.loads(request.form["custom_events"])
     assert custom["_eventName"] == EVENT_NAME[event]
     assert re.fullmatch(CUSTOM_EVENT_NAME, custom["_eventName"])
-    occurred = SESSION_AT if event == "session_begin" else T0 + timedelta(hours=1)
-    assert custom["_logTime"] == int(occurred.timestamp())
+    assert custom["_logTime"] == int(occurred_at(event).timestamp())
     assert isinstance(custom["_logTime"], int)
     if event == "purchase":
         # _valueToSum a float, fb_currency ISO 4217, inside the event object (not beside it).

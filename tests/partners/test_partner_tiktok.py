@@ -10,7 +10,6 @@ destination, whose code is the public implementation read here):
 """
 
 import hashlib
-from datetime import timedelta
 
 import pytest
 
@@ -20,7 +19,17 @@ from postbacks.http import Exchange
 from postbacks.models import Attempt
 from postbacks.sending import verdict_for
 from tests import factories
-from tests.partners.golden import ADID, DEVICE_IP, IDFA, IDFV, PACKAGES, SESSION_AT, T0, USER_AGENTS, render
+from tests.partners.golden import (
+    ADID,
+    DEVICE_IP,
+    IDFA,
+    IDFV,
+    PACKAGES,
+    USER_AGENTS,
+    every_case,
+    occurred_at,
+    render,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -46,12 +55,6 @@ def sent(event, platform, *, tracking_allowed=True, attributed=True, app_store_i
     )
 
 
-def occurred(event):
-    if event == "install":
-        return T0
-    return SESSION_AT if event == "session_begin" else T0 + timedelta(hours=1)
-
-
 def values(document):
     if isinstance(document, dict):
         for value in document.values():
@@ -63,10 +66,7 @@ def values(document):
         yield document
 
 
-@pytest.mark.parametrize("attributed", [True, False])
-@pytest.mark.parametrize("tracking_allowed", [True, False])
-@pytest.mark.parametrize("platform", PLATFORMS)
-@pytest.mark.parametrize("event", EVENTS)
+@every_case()
 def test_every_request_is_one_app_event_in_data_with_the_token_in_its_header(
     event, platform, tracking_allowed, attributed
 ):
@@ -83,7 +83,7 @@ def test_every_request_is_one_app_event_in_data_with_the_token_in_its_header(
     [data] = body["data"]
     assert data["event"] == EVENT_NAMES[event]
     # event_time: an integer, Unix seconds.
-    assert data["event_time"] == int(occurred(event).timestamp()) and isinstance(data["event_time"], int)
+    assert data["event_time"] == int(occurred_at(event).timestamp()) and isinstance(data["event_time"], int)
     assert data["event_id"].startswith("evt-")
     user = data["user"]
     assert user["ip"] == DEVICE_IP and user["user_agent"] == USER_AGENTS[platform]

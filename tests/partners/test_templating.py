@@ -138,6 +138,19 @@ def test_map_translates_our_values_and_leaves_out_what_it_does_not_know():
     assert value({"$macro": "limit_ad_tracking", "map": {"0": True, "1": False}}) is True
 
 
+def test_a_map_may_keep_what_it_does_not_list():
+    names = {"purchase": "", "level_complete": ""}  # Unity's own names: no custom_event for them
+    assert value({"$const": "boss_defeated", "map": names, "unlisted": "keep"}) == "boss_defeated"
+    assert value({"$const": "purchase", "map": names, "unlisted": "keep"}) is ABSENT
+    assert value({"$const": "boss_defeated", "map": names, "unlisted": "omit"}) is ABSENT
+    assert spec_problems({"$const": "x", "unlisted": "keep"}, path="body.e") == [
+        'body.e.unlisted: give "omit" or "keep", beside a map'
+    ]
+    assert spec_problems({"$const": "x", "map": {}, "unlisted": "always"}, path="body.e") == [
+        'body.e.unlisted: give "omit" or "keep", beside a map'
+    ]
+
+
 def test_first_non_empty_takes_the_first_macro_with_a_value():
     assert value({"$first": ["idfa", "adid"]}) == VALUES["adid"]
     assert value({"$first": ["idfa", "event_value"]}) is ABSENT
@@ -434,7 +447,7 @@ def test_validation_errors_name_their_path():
         'body.data[0].user.idfa.transforms[1]: unknown transform "sha1" '
         "(known: unix_seconds, unix_ms, iso8601, lower, upper, trim, sha256, md5, primary_language)",
         'body.data[0].n: unknown key "colour" '
-        "(sources: $macro, $first, $const, $template, $json; options: type, transforms, map, default, empty)",
+        "(sources: $macro, $first, $const, $template, $json; options: type, transforms, map, unlisted, default, empty)",
         "body.data[0].n.$macro: {nope} is not a known macro (see docs/macros.md).",
         'body.data[0].n.type: unknown type "float" (known: string, integer, number, boolean)',
         'body.data[0].n.empty: give "omit" or "send"',

@@ -184,7 +184,8 @@ def test_import_command_errors_are_clear(tmp_path):
         call_command("import_postbacks", str(invalid))
 
 
-def test_demo_setup_prints_logins_that_work(client, capsys):
+def test_demo_setup_prints_logins_that_work(client, capsys, settings, tmp_path):
+    settings.VAR_DIR = tmp_path  # where it keeps the demo key: not this checkout's var/
     call_command("demo_setup")
     out = capsys.readouterr().out
     password = next(line.split()[1] for line in out.splitlines() if line.strip().startswith("admin "))

@@ -1,5 +1,6 @@
 """`make run` serves the admin and runs the workers and a capture receiver, the demo's first
-event is delivered to that receiver (nothing leaves 127.0.0.1), and Ctrl-C stops everything."""
+event is delivered to that receiver (nothing leaves 127.0.0.1), Ctrl-C stops everything, and
+the output has no line per django-q2 task or per static file."""
 
 import os
 import signal
@@ -68,6 +69,8 @@ def test_runall_serves_delivers_the_demo_to_its_capture_receiver_and_stops_all_o
                 time.sleep(0.3)
         assert status == 200
         assert cluster_running(lines), "".join(lines)
+        static = urllib.request.urlopen(f"http://127.0.0.1:{port}/static/admin/css/base.css", timeout=5)
+        assert static.status == 200
         # The curl the demo printed, pasted into a shell: the demo's custom install postback
         # (no delay) is delivered to the capture receiver instead of the warehouse it names.
         sent = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=30)
@@ -94,6 +97,12 @@ def test_runall_serves_delivers_the_demo_to_its_capture_receiver_and_stops_all_o
             except subprocess.TimeoutExpired:
                 runner.kill()
     assert runner.returncode == 0, "".join(lines)
+    # Quiet by default: a line for the request the curl made and for what was captured, but
+    # none for the static file, for each django-q2 task, or for django-axes starting.
+    output = "".join(lines)
+    assert '"POST /api/v1/events HTTP/1.1" 202' in output
+    for routine in ("/static/", "Enqueued [", "Processed '", " processing ", "ready for work", "AXES: BEGIN"):
+        assert routine not in output, routine
     for child in (f"runserver --noreload 127.0.0.1:{port}", f"capture_receiver {capture_port}"):
         leftovers = subprocess.run(["pgrep", "-f", child], capture_output=True)
         assert leftovers.stdout == b"", child

@@ -1,18 +1,9 @@
-import json
-import secrets
-from pathlib import Path
-
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from events.models import Account, App
-from events.services import app_issue_api_key
-from postbacks.config_io import config_import
-from postbacks.roles import ACCOUNT_MANAGERS, SUPPORT
+from postbacks.demo.load import DEMO_APP, DEMO_CONFIG, DEMO_KEY_FILE, DemoState, demo_load
 
-DEMO_CONFIG = Path(__file__).resolve().parents[2] / "demo" / "demo_config.json"
-DEMO_APP = "Space Rocks Android"
+__all__ = ["DEMO_CONFIG", "Command", "demo_curl"]
 
 
 def demo_curl(*, api_url: str, api_key: str) -> str:
@@ -29,7 +20,10 @@ def demo_curl(*, api_url: str, api_key: str) -> str:
 
 
 class Command(BaseCommand):
-    help = "Load demo apps, partners and postbacks, and (re)create demo logins with fresh passwords it prints."
+    help = (
+        "Load the demo apps, partners, postbacks and logins into an empty database and print the new logins, "
+        "API keys and a curl; a database that holds anything is left as it is."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -37,36 +31,53 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, api_url, **options):
-        document = json.loads(DEMO_CONFIG.read_text())
-        config_import(document=document)
-        demo_account = Account.objects.get(name="Demo Games")
-        logins = [
-            self.login("admin", superuser=True),
-            self.login("manager", group=ACCOUNT_MANAGERS, account=demo_account),
-            self.login("support", group=SUPPORT, account=demo_account),
-        ]
-        self.stdout.write(self.style.SUCCESS("\nDemo data loaded. Admin logins (new passwords on every run):"))
-        for username, password, role in logins:
-            self.stdout.write(f"  {username:8} {password}   {role}")
-        self.stdout.write("\nDemo API keys (new on every run):")
-        keys = {}
-        for app in App.objects.select_related("account").order_by("account__name", "name", "platform"):
-            keys[app.name] = app_issue_api_key(app=app)
-            self.stdout.write(f"  {app.account.name} / {app}: {keys[app.name]}")
-        if DEMO_APP in keys:
+        state = demo_load(key_file=settings.VAR_DIR / DEMO_KEY_FILE)
+        if state.created:
+            self.stdout.write(self.style.SUCCESS("\nDemo data loaded into the empty database."))
+        else:
+            self.stdout.write(
+                self.style.SUCCESS("\nThe database already holds data: nothing was created or changed.")
+                + " (Demo data is loaded only into an empty database.)"
+            )
+        self.print_logins(state)
+        self.print_keys(state)
+        if state.curl_key:
             self.stdout.write(f"\nSend an install of {DEMO_APP} (its postbacks appear in the delivery log):")
-            self.stdout.write(demo_curl(api_url=api_url, api_key=keys[DEMO_APP]))
+            self.stdout.write(demo_curl(api_url=api_url, api_key=state.curl_key))
+        elif state.apps:
+            self.stdout.write(
+                f"\nNo API key of {DEMO_APP} is known here (rotated since, or not the demo's database): "
+                "README.md shows the curl that sends an event with an app's key."
+            )
 
-    def login(self, username, *, superuser=False, group=None, account=None):
-        user, _ = get_user_model().objects.get_or_create(username=username, defaults={"email": f"{username}@localhost"})
-        password = secrets.token_urlsafe(12)
-        user.set_password(password)
-        user.is_staff = True
-        user.is_superuser = superuser
-        user.save()
-        if group:
-            user.groups.set([Group.objects.get(name=group)])
-        if account:
-            account.members.add(user)
-        role = "superuser: everything" if superuser else f"{group}, account {account.name} only"
-        return username, password, role
+    def print_logins(self, state: DemoState) -> None:
+        if state.created:
+            self.stdout.write("Admin logins (new):")
+            for login in state.logins:
+                self.stdout.write(f"  {login.username:8} {login.password}   {login.role}")
+            return
+        if not state.logins:
+            self.stdout.write("Admin logins: none (`python manage.py createsuperuser` makes one).")
+            return
+        self.stdout.write(
+            "Admin logins (existing, passwords unchanged; `python manage.py changepassword <username>` sets one):"
+        )
+        for login in state.logins:
+            self.stdout.write(f"  {login.username:8} {login.role}")
+        if state.more_logins:
+            self.stdout.write(f"  … and {state.more_logins} more")
+
+    def print_keys(self, state: DemoState) -> None:
+        if not state.apps:
+            return
+        if state.created:
+            self.stdout.write("\nAPI keys (new):")
+        else:
+            self.stdout.write(
+                "\nAPI keys (existing, unchanged; a key is shown in full only when it is made, and the app's "
+                "“Rotate the API key” action in the admin makes a new one):"
+            )
+        for app in state.apps:
+            self.stdout.write(f"  {app.label}: {app.key or app.key_prefix + '…'}")
+        if state.more_apps:
+            self.stdout.write(f"  … and {state.more_apps} more")

@@ -1,0 +1,13 @@
+"""The admin's "View site" leads to a page that answers (the API docs), not a 404."""
+
+import re
+
+import pytest
+
+
+@pytest.mark.django_db
+def test_view_site_leads_to_a_page_that_answers(admin_client):
+    index = admin_client.get("/admin/").content.decode()
+    target = re.search(r'<a href="([^"]+)">View site</a>', index).group(1)
+    assert target == "/api/docs/"
+    assert admin_client.get(target).status_code == 200
