@@ -10,12 +10,13 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from events.admin import ReadOnlyAdminMixin
 from events.admin_scoping import ScopedModelAdmin
 from events.scoping import visible_to
 from partners.models import Partner
 from postbacks import http
 from postbacks.forms import FIELD_INPUT_PREFIX, PartnerConfigurationForm, PostbackConfigurationForm, chosen_object
-from postbacks.models import Attempt, Delivery, PartnerConfiguration, PostbackConfiguration
+from postbacks.models import Attempt, Delivery, Erasure, PartnerConfiguration, PostbackConfiguration
 from postbacks.rendering import RenderError, render_postback, requirement_problems, sample_values
 from postbacks.selectors import WINDOWS, delivery_stats
 from postbacks.sending import (
@@ -537,3 +538,13 @@ class DeliveryAdmin(ScopedModelAdmin):
         headers = "\n".join(f"{name}: {value}" for name, value in masked_headers(delivery.headers, secrets).items())
         text = f"{delivery.method} {mask(delivery.url, secrets)}\n{headers}\n\n{_pretty(mask(delivery.body, secrets))}"
         return _pre(text.strip())
+
+
+@admin.register(Erasure)
+class ErasureAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
+    """Erasure requests of the user's accounts' apps, as the API recorded them: never the ids in clear."""
+
+    list_display = ["id", "app", "status", "requested_at", "completed_at", "counts"]
+    list_filter = ["status", ("app", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["app"]
+    fields = ["id", "app", "status", "id_hashes", "counts", "requested_at", "cutoff_at", "completed_at"]

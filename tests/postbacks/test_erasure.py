@@ -12,6 +12,7 @@ from django.apps import apps
 from django.core.management import call_command
 from django.db import connection, connections, models, transaction
 from django.db.models.functions import Cast
+from django.urls import reverse
 from django_q.brokers import get_broker
 from django_q.signing import SignedPackage
 
@@ -300,3 +301,25 @@ def test_events_streaming_during_an_erasure_leave_nothing_from_before_its_cutoff
     # device committing after it failed, and was retried as a new device's).
     assert not Event.objects.filter(device__created_at__lte=erasure.cutoff_at).exists()
     assert not Device.objects.filter(created_at__lte=erasure.cutoff_at).exists()
+
+
+# --- the admin ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["manager", "support"])
+def test_staff_read_their_accounts_erasures_and_never_the_ids(client, request, role, app, other_app):
+    ours = erasure_request(app=app, device_ids={"adid": ERASED_ADID})
+    theirs = erasure_request(app=other_app, device_ids={"adid": OTHER_ADID})
+    client.force_login(request.getfixturevalue(role))
+    listing = client.get(reverse("admin:postbacks_erasure_changelist")).content.decode()
+    assert str(ours.pk) in listing and str(theirs.pk) not in listing
+    change_url = reverse("admin:postbacks_erasure_change", args=[ours.pk])
+    page = client.get(change_url).content.decode()
+    assert ours.id_hashes["adid"] in page and ERASED_ADID not in page  # pending: the ids wait unseen
+    assert 'name="_save"' not in page
+    assert client.post(change_url, {"status": "completed"}).status_code == 403
+    assert client.get(reverse("admin:postbacks_erasure_add")).status_code == 403
+    other_page = client.get(reverse("admin:postbacks_erasure_change", args=[theirs.pk]))
+    assert other_page.status_code == 302  # "does not exist": back to the admin index
+    ours.refresh_from_db()
+    assert ours.status == "pending"
