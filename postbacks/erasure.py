@@ -112,7 +112,8 @@ def _add_counts(counts: Counter, deleted: tuple[int, dict[str, int]]) -> None:
 def erasure_process(*, erasure_id: uuid.UUID) -> Erasure | None:
     """Erase what a pending erasure names (the module's docstring says what), and record
     the counts; an erasure already completed (or unknown) is left as it is."""
-    erasure = Erasure.objects.select_for_update().select_related("app").filter(pk=erasure_id).first()
+    # The erasure's row only: locking its app's would hold up every write of the app meanwhile.
+    erasure = Erasure.objects.select_for_update(of=("self",)).select_related("app").filter(pk=erasure_id).first()
     if erasure is None or erasure.status != Erasure.Status.PENDING:
         return erasure
     app = erasure.app

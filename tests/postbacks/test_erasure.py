@@ -251,8 +251,18 @@ def test_an_event_arriving_while_the_erasure_runs_waits_and_starts_a_new_device(
         finally:
             connections.close_all()
 
+    def send_another_devices_event():
+        try:
+            outcome["other"] = record(app, "other", "install", {"adid": OTHER_ADID}, T0 + timedelta(minutes=1))
+        finally:
+            connections.close_all()
+
     with transaction.atomic():  # the worker's transaction, held open past the erasure's work
         erasure_process(erasure_id=erasure.pk)
+        other_sender = threading.Thread(target=send_another_devices_event)
+        other_sender.start()
+        other_sender.join(timeout=10)
+        assert "other" in outcome  # the app's other devices are not held up
         sender = threading.Thread(target=send_event)
         sender.start()
         assert waiting_on_a_lock(sender)  # its device is locked (and deleted) by the erasure
@@ -262,7 +272,7 @@ def test_an_event_arriving_while_the_erasure_runs_waits_and_starts_a_new_device(
     device = Device.objects.get(pk=event.device_id)
     assert (device.installed_at, device.network) == (None, None)
     assert not Device.objects.filter(pk=erased.pk).exists()
-    assert list(Event.objects.values_list("event_id", flat=True)) == ["during"]
+    assert sorted(Event.objects.values_list("event_id", flat=True)) == ["during", "other"]
 
 
 @pytest.mark.django_db(transaction=True)
