@@ -105,15 +105,16 @@ def test_keys_and_bodies_are_refused_as_the_events_api_refuses_them(client, key,
 
 def test_erasure_requests_have_their_own_rate_limit_per_key(client, key, app, other_app, settings, fresh_rate_limit):  # noqa: F811
     settings.ERASURE_RATE_LIMIT_PER_MINUTE = 2
-    with clock.frozen(clock.now().replace(second=1)):
-        codes = [erase(client, key, {"device": {"adid": ADID}}).status_code for _ in range(3)]
-        assert codes == [202, 202, 429]
-        refused = erase(client, key, {"device": {"adid": ADID}})
-        assert int(refused["Retry-After"]) > 0 and "throttled" in refused.json()["detail"]
-        # Another key has its own count, and reading an erasure counts against the events' limit.
-        assert erase(client, app_issue_api_key(app=other_app), {"device": {"adid": ADID}}).status_code == 202
-        erasure_id = Erasure.objects.filter(app=app).first().pk
-        assert read(client, key, erasure_id).status_code == 200
+    settings.API_RATE_LIMIT_PER_MINUTE = 1
+    event = {"event_id": "e1", "event": "install", "device": {"adid": ADID}}
+    sent = client.post("/api/v1/events", json.dumps(event), "application/json", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert sent.status_code == 202  # the key's events budget is now spent...
+    codes = [erase(client, key, {"device": {"adid": ADID}}).status_code for _ in range(3)]
+    assert codes == [202, 202, 429]  # ...not its erasures'
+    refused = erase(client, key, {"device": {"adid": ADID}})
+    assert int(refused["Retry-After"]) > 0 and "throttled" in refused.json()["detail"]
+    assert read(client, key, Erasure.objects.filter(app=app).first().pk).status_code == 429  # reads: the events'
+    assert erase(client, app_issue_api_key(app=other_app), {"device": {"adid": ADID}}).status_code == 202
     assert Erasure.objects.filter(app=app).count() == 2
 
 
