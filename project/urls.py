@@ -3,6 +3,7 @@ from django.urls import path, reverse_lazy
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from events.api import EventBatchView, EventView, click_view
+from postbacks.erasure_api import ErasureDetailView, ErasureView
 from postbacks.views import healthz, metrics
 
 admin.site.site_header = "Postback server"
@@ -15,6 +16,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/events", EventView.as_view(), name="api-events"),
     path("api/v1/events/batch", EventBatchView.as_view(), name="api-events-batch"),
+    path("api/v1/erasures", ErasureView.as_view(), name="api-erasures"),
+    path("api/v1/erasures/<str:erasure_id>", ErasureDetailView.as_view(), name="api-erasure"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("t/<str:tracker_id>", click_view, name="click"),
