@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import path, reverse_lazy
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from events.api import EventBatchView, EventView, click_view
@@ -13,6 +14,8 @@ admin.site.index_title = "Configuration and delivery"
 admin.site.site_url = reverse_lazy("api-docs")
 
 urlpatterns = [
+    # The server's root: the admin's index (its login first), not a debug 404.
+    path("", RedirectView.as_view(url=reverse_lazy("admin:index")), name="home"),
     path("admin/", admin.site.urls),
     path("api/v1/events", EventView.as_view(), name="api-events"),
     path("api/v1/events/batch", EventBatchView.as_view(), name="api-events-batch"),
