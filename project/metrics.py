@@ -11,9 +11,6 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
-EVENTS_ACCEPTED = Counter(
-    "postbacks_events_accepted_total", "Events accepted by the API (duplicates not counted).", ["app", "event"]
-)
 DELIVERIES_CREATED = Counter(
     "postbacks_deliveries_created_total",
     "Deliveries created by accepted events: scheduled, or skipped with a reason.",

@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from events.api import EventBatchView, EventView, click_view
+from events.api import click_view
+from postbacks.api import EventBatchView, EventView
 from project.views import healthz, metrics
 
 admin.site.site_header = "Postback server"

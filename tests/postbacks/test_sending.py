@@ -18,6 +18,7 @@ from django.core import checks
 
 from events.services import EventInput
 from postbacks import http, sending
+from postbacks.ingest import events_ingest
 from postbacks.models import Attempt, Delivery
 from postbacks.sending import (
     RETRY_SCHEDULE,
@@ -27,7 +28,6 @@ from postbacks.sending import (
     retry_delay,
 )
 from project import clock
-from project.ingest import event_ingest, events_ingest
 from project.logs import JsonFormatter, PlainFormatter
 from tests import factories
 from tests.receiver import Receiver, Reply, TricklingReceiver
@@ -52,7 +52,7 @@ def ingest(app, event_id="e1", name="install"):
         occurred_at=clock.now(),
         revenue=None,
     )
-    return event_ingest(app=app, data=data).event
+    return events_ingest(app=app, items=[data])[0].event
 
 
 def send_due() -> dict:
