@@ -13,7 +13,7 @@ from datetime import datetime
 from django.db import connection
 
 from events.models import Click, Device, DeviceIdentifier, Event, Tracker
-from project.bulk import any_of, instance_from_row, row_parameters, row_placeholders, rows_source
+from project.bulk import any_of, instance_from_row, row_parameters, row_placeholders, rows_json, rows_source
 
 
 def event_pks_stored(*, app_id: int, event_ids: set[str]) -> list[int]:
@@ -129,4 +129,30 @@ def _sole_owner_insert_sql(kinds: int) -> str:
         f"INSERT INTO {quote(Event._meta.db_table)} ({columns}, device_id) "
         f"SELECT {row_placeholders(Event, ('device_id',))}, owner.id FROM owner "
         "ON CONFLICT (app_id, event_id) DO NOTHING RETURNING id, device_id"
+    )
+
+
+def device_insert_with_event(*, device: Device, identifiers: list[DeviceIdentifier], row: dict) -> tuple[int, int]:
+    """PostgreSQL only: insert a new device, its identifiers and one event of it (a row of
+    every column but id and device_id), in one statement; the event's (id, device_id)."""
+    parameters = [rows_json(Device, [device]), rows_json(DeviceIdentifier, identifiers, ("device_id",))]
+    parameters += row_parameters(Event, row, ("device_id",))
+    with connection.cursor() as cursor:
+        cursor.execute(_device_with_event_sql(), parameters)
+        return cursor.fetchone()
+
+
+@functools.cache
+def _device_with_event_sql() -> str:
+    quote = connection.ops.quote_name
+    device_columns, device_source = rows_source(Device)
+    id_columns, id_source = rows_source(DeviceIdentifier, ("device_id",))
+    event_columns, _ = rows_source(Event, ("device_id",))
+    return (
+        f"WITH device AS (INSERT INTO {quote(Device._meta.db_table)} ({device_columns}) "
+        f"SELECT {device_columns} FROM {device_source} RETURNING id), "
+        f"linked AS (INSERT INTO {quote(DeviceIdentifier._meta.db_table)} ({id_columns}, device_id) "
+        f"SELECT {id_columns}, device.id FROM {id_source}, device) "
+        f"INSERT INTO {quote(Event._meta.db_table)} ({event_columns}, device_id) "
+        f"SELECT {row_placeholders(Event, ('device_id',))}, device.id FROM device RETURNING id, device_id"
     )

@@ -397,7 +397,18 @@ _FIELDS = {
     "language": (_language_shortcut, _language_rule),
 }
 EVENT_FIELDS = tuple(_FIELDS)
+_REQUIRED = ("event_id", "event", "device")
 _CONSENT_NAMES = frozenset(CONSENT_KINDS)
+
+
+def _read_by_field(name: str, value, event_names, data: dict, errors: dict) -> None:
+    """Read one value through the schema's field, then check it by its rule."""
+    try:
+        data[name] = _FIELDS[name][1](_declared_field(name).run_validation(value), event_names)
+    except serializers.SkipField:
+        pass
+    except serializers.ValidationError as error:
+        errors[name] = error.detail
 
 
 def event_validate(item, *, event_names, shortcuts: bool = True) -> tuple[dict | None, dict | None]:
@@ -414,27 +425,21 @@ def event_validate(item, *, event_names, shortcuts: bool = True) -> tuple[dict |
             else f"Invalid data. Expected a dictionary, but got {type(item).__name__}."
         )
         return None, {api_settings.NON_FIELD_ERRORS_KEY: [message]}
-    errors = {}
+    # Usually nothing in the event is unstorable: one look at the whole, then none at each value.
+    storable = json_problem(item, levels=MAX_JSON_DEPTH + 1) is None
+    data, errors = {}, {}
     for name, value in item.items():
         if not isinstance(name, str) or name not in _FIELDS:
             errors[readable_name(str(name))] = ["Unknown field."]
-        elif problem := json_problem(value):
+        elif not storable and (problem := json_problem(value)):
             errors[name] = [problem]
-    data = {}
-    for name, (shortcut, rule) in _FIELDS.items():
-        if name in errors:
-            continue
-        value = item.get(name, empty)
-        read = shortcut(value, event_names) if shortcuts and value is not empty else _NOT_PLAIN
-        if read is _NOT_PLAIN:
-            try:
-                read = rule(_declared_field(name).run_validation(value), event_names)
-            except serializers.SkipField:
-                continue
-            except serializers.ValidationError as error:
-                errors[name] = error.detail
-                continue
-        data[name] = read
+        elif (read := _FIELDS[name][0](value, event_names) if shortcuts else _NOT_PLAIN) is not _NOT_PLAIN:
+            data[name] = read
+        else:
+            _read_by_field(name, value, event_names, data, errors)
+    for name in _REQUIRED:
+        if name not in item:
+            _read_by_field(name, empty, event_names, data, errors)
     if errors:
         return None, errors
     now = clock.now()

@@ -151,6 +151,12 @@ class _EventBatch:
         self.clicks: list[Click] = []
 
     def attribute(self) -> AttributedEvents:
+        attributed = self.decide()
+        self._write_devices()
+        return attributed
+
+    def decide(self) -> AttributedEvents:
+        """Read what the rules need and apply them, in memory: nothing is written yet."""
         known_events = self._load_known_events() if self.check_known else {}
         self._load_devices()
         self._load_clicks()
@@ -164,7 +170,6 @@ class _EventBatch:
             event = self._apply(item)
             pending[item.event_id] = event
             outcomes.append(RecordOutcome(event=event, created=True))
-        self._write_devices()
         return AttributedEvents(outcomes=outcomes, new_events=list(pending.values()))
 
     # reads ----------------------------------------------------------------------------
@@ -323,30 +328,30 @@ class _EventBatch:
 
 
 def event_record_direct(*, app: App, item: EventInput, received_at: datetime) -> Event | None:
-    """Store a lone event in one statement when it needs no attribution decision; None when
-    it does (or its event_id is already stored), and then events_attribute decides.
+    """Store a lone event in one statement when that is all it writes; None when it writes
+    more (or its event_id is already stored), and then events_attribute decides, in a
+    transaction. PostgreSQL only (the statements insert from a query); elsewhere None.
 
-    It needs none when it is not an install, reports no tracking or consent, its app has no
-    reengagement trackers, and one stored device owns every identifier it carries: then only
-    the event row is written, as events_attribute would write it. PostgreSQL only (the
-    statement inserts from a query); elsewhere always None.
+    - An event that needs no decision (not an install, no tracking or consent reported, an
+      app without reengagement trackers) of a device that owns every identifier it carries:
+      the event row alone.
+    - An install the rules (read outside a transaction) give a new device: the device, its
+      identifiers and the event. Whatever was stored meanwhile makes the statement fail whole.
     """
     db = connections[DEFAULT_DB_ALIAS]  # once: each use of the `connection` proxy looks it up again
-    if (
-        db.vendor != "postgresql"
-        or not item.device_ids
-        or item.name == "install"
-        or item.tracking_reported()
-        or app_profile(app).has_reengagement_trackers
-    ):
+    if db.vendor != "postgresql" or not item.device_ids:
         return None
-    row = _event_columns(app=app, item=item, received_at=received_at)
     try:
         # In a caller's transaction, a failure must not spoil the rest of it.
-        atomic = transaction.atomic() if db.in_atomic_block else contextlib.nullcontext()
-        with atomic:
-            stored = queries.event_insert_for_sole_owner(row=row, device_ids=item.device_ids)
-    except IntegrityError:  # its event_id was stored first
+        with transaction.atomic() if db.in_atomic_block else contextlib.nullcontext():
+            if item.name == "install":
+                row, stored = _new_device_install(app=app, item=item, received_at=received_at)
+            elif item.tracking_reported() or app_profile(app).has_reengagement_trackers:
+                return None
+            else:
+                row = _event_columns(app=app, item=item, received_at=received_at)
+                stored = queries.event_insert_for_sole_owner(row=row, device_ids=item.device_ids)
+    except IntegrityError:  # its event_id or an identifier was stored first
         return None
     if stored is None:
         return None
@@ -354,6 +359,17 @@ def event_record_direct(*, app: App, item: EventInput, received_at: datetime) ->
     event = _event_instance(row, app=app)
     saved(event, event.pk, alias=db.alias)
     return event
+
+
+def _new_device_install(*, app: App, item: EventInput, received_at: datetime) -> tuple[dict, tuple[int, int] | None]:
+    """A lone install as the rules decide it: its event's row, and its (id, device_id) once
+    stored in one statement if the rules gave it a new device; else (row, None), nothing stored."""
+    batch = _EventBatch(app=app, items=[item], received_at=received_at, check_known=False)
+    [event] = batch.decide().new_events
+    row = {field.attname: getattr(event, field.attname) for field in Event._meta.concrete_fields}
+    if batch.devices_by_pk or len(batch.new_devices) != 1:
+        return row, None
+    return row, queries.device_insert_with_event(device=event.device, identifiers=batch.new_identifiers, row=row)
 
 
 def _event_columns(*, app: App, item: EventInput, received_at: datetime) -> dict:
