@@ -272,20 +272,37 @@ def _plain(value, max_length: int) -> bool:
     return isinstance(value, str) and len(value) <= max_length and value == value.strip()
 
 
-def _text(max_length: int):
-    return lambda value, names: value if _plain(value, max_length) else _NOT_PLAIN
+def _text(max_length: int, *, allow_blank: bool = True):
+    return lambda value: value if _plain(value, max_length) and (value or allow_blank) else _NOT_PLAIN
 
 
-def _code(max_length: int, codes: frozenset, message: str):
-    def shortcut(value, names):
-        return value.upper() if _plain(value, max_length) and (not value or value.upper() in codes) else _NOT_PLAIN
+def _ids(value):
+    ids, errors = normalize_device_ids(value, strict=True) if isinstance(value, dict) else ({}, True)
+    return ids if ids and not errors else _NOT_PLAIN
 
-    def rule(value: str, names) -> str:
-        if value and value.upper() not in codes:
-            raise serializers.ValidationError(message)
-        return value.upper()
 
-    return shortcut, rule
+def _consent(value):
+    plain = isinstance(value, dict) and set(value) <= _CONSENT_NAMES and all(type(v) is bool for v in value.values())
+    return value if plain else _NOT_PLAIN
+
+
+def _revenue(value):
+    if isinstance(value, str) and _PLAIN_REVENUE.fullmatch(value):
+        return Decimal(value).quantize(_SIX_PLACES)
+    return _NOT_PLAIN
+
+
+def _json(value):
+    """JSONField keeps what DRF's json.dumps writes (strict: no NaN or infinity) as it is."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return _NOT_PLAIN
+    return _NOT_PLAIN if value is None else value
+
+
+def _no_rule(value, names):
+    return value
 
 
 def _event_id_rule(value: str, names) -> str:
@@ -302,28 +319,13 @@ def _event_rule(value: str, names) -> str:
     return value
 
 
-def _device_shortcut(value, names):
-    if not isinstance(value, dict):
-        return _NOT_PLAIN
-    ids, errors = normalize_device_ids(value, strict=True)
-    return ids if ids and not errors else _NOT_PLAIN
+def _code_rule(codes: frozenset, message: str):
+    def rule(value: str, names) -> str:
+        if value and value.upper() not in codes:
+            raise serializers.ValidationError(message)
+        return value.upper()
 
-
-def _revenue_shortcut(value, names):
-    if isinstance(value, str) and _PLAIN_REVENUE.fullmatch(value):
-        return Decimal(value).quantize(_SIX_PLACES)
-    return _NOT_PLAIN
-
-
-def _properties_shortcut(value, names):
-    if not isinstance(value, dict):
-        return _NOT_PLAIN
-    try:  # NaN and infinities are not JSON: the field reads them
-        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError):
-        return _NOT_PLAIN
-    # The text is ASCII, so its length is its size in bytes.
-    return value if len(text) <= MAX_PROPERTIES_BYTES else _NOT_PLAIN
+    return rule
 
 
 def _properties_rule(value, names):
@@ -332,13 +334,6 @@ def _properties_rule(value, names):
     if len(json.dumps(value, separators=(",", ":")).encode()) > MAX_PROPERTIES_BYTES:
         raise serializers.ValidationError(f"At most {MAX_PROPERTIES_BYTES} bytes of JSON.")
     return value
-
-
-def _language_shortcut(value, names):
-    if not _plain(value, LANGUAGE_TAG_LENGTH[1]):
-        return _NOT_PLAIN
-    tag = language_tag(value) if value else ""
-    return _NOT_PLAIN if tag is None else tag
 
 
 def _language_rule(value: str, names) -> str:
@@ -352,59 +347,42 @@ def _language_rule(value: str, names) -> str:
     return tag
 
 
-def _unchanged(value, names):
-    return value
-
-
-def _never(value, names):
-    return _NOT_PLAIN
-
-
-# Every field of an event, in the schema's order: (shortcut, rule). The shortcut reads a plain
-# value to its final form, or answers _NOT_PLAIN; then the schema's field reads the value (and
-# words its errors) and the rule checks what the field read.
+# Every field of an event, in the schema's order: (shortcut, rule). The shortcut reads a value
+# as the schema's field would when it is plain, else answers _NOT_PLAIN and the field reads it
+# (and words its errors); then the rule checks what was read.
 _FIELDS = {
-    "event_id": (
-        lambda value, names: value if isinstance(value, str) and EVENT_ID.fullmatch(value) else _NOT_PLAIN,
-        _event_id_rule,
-    ),
-    "event": (lambda value, names: value if _plain(value, 64) and value in names else _NOT_PLAIN, _event_rule),
-    "device": (_device_shortcut, _unchanged),
-    "timestamp": (_never, _unchanged),
-    "ip": (lambda value, names: value if isinstance(value, str) and _IPV4.fullmatch(value) else _NOT_PLAIN, _unchanged),
-    "user_agent": (_text(512), _unchanged),
-    "os_version": (_text(32), _unchanged),
-    "app_version": (_text(32), _unchanged),
-    "country": _code(2, COUNTRIES, "Not an ISO 3166 alpha-2 country code, e.g. US."),
-    "revenue": (_revenue_shortcut, _unchanged),
-    "currency": _code(3, CURRENCIES, "Not an ISO 4217 currency code, e.g. USD."),
-    "value": (_text(1024), _unchanged),
-    "properties": (_properties_shortcut, _properties_rule),
-    "att_status": (
-        lambda value, names: value if isinstance(value, str) and value in ATT_STATUSES else _NOT_PLAIN,
-        _unchanged,
-    ),
-    "limit_ad_tracking": (lambda value, names: value if isinstance(value, bool) else _NOT_PLAIN, _unchanged),
-    "consent": (
-        lambda value, names: (
-            value
-            if isinstance(value, dict) and set(value) <= _CONSENT_NAMES and all(type(v) is bool for v in value.values())
-            else _NOT_PLAIN
-        ),
-        _unchanged,
-    ),
-    "device_model": (_text(64), _unchanged),
-    "language": (_language_shortcut, _language_rule),
+    "event_id": (_text(128, allow_blank=False), _event_id_rule),
+    "event": (_text(64, allow_blank=False), _event_rule),
+    "device": (_ids, _no_rule),
+    "timestamp": (lambda value: _NOT_PLAIN, _no_rule),
+    "ip": (lambda value: value if isinstance(value, str) and _IPV4.fullmatch(value) else _NOT_PLAIN, _no_rule),
+    "user_agent": (_text(512), _no_rule),
+    "os_version": (_text(32), _no_rule),
+    "app_version": (_text(32), _no_rule),
+    "country": (_text(2), _code_rule(COUNTRIES, "Not an ISO 3166 alpha-2 country code, e.g. US.")),
+    "revenue": (_revenue, _no_rule),
+    "currency": (_text(3), _code_rule(CURRENCIES, "Not an ISO 4217 currency code, e.g. USD.")),
+    "value": (_text(1024), _no_rule),
+    "properties": (_json, _properties_rule),
+    "att_status": (lambda value: value if isinstance(value, str) and value in ATT_STATUSES else _NOT_PLAIN, _no_rule),
+    "limit_ad_tracking": (lambda value: value if isinstance(value, bool) else _NOT_PLAIN, _no_rule),
+    "consent": (_consent, _no_rule),
+    "device_model": (_text(64), _no_rule),
+    "language": (_text(LANGUAGE_TAG_LENGTH[1]), _language_rule),
 }
 EVENT_FIELDS = tuple(_FIELDS)
 _REQUIRED = ("event_id", "event", "device")
 _CONSENT_NAMES = frozenset(CONSENT_KINDS)
 
 
-def _read_by_field(name: str, value, event_names, data: dict, errors: dict) -> None:
-    """Read one value through the schema's field, then check it by its rule."""
+def _read(name: str, value, event_names, data: dict, errors: dict, *, shortcut: bool) -> None:
+    """Read one value (by its shortcut, else through the schema's field), then check it by its rule."""
+    read_plain, rule = _FIELDS[name]
     try:
-        data[name] = _FIELDS[name][1](_declared_field(name).run_validation(value), event_names)
+        read = read_plain(value) if shortcut else _NOT_PLAIN
+        if read is _NOT_PLAIN:
+            read = _declared_field(name).run_validation(value)
+        data[name] = rule(read, event_names)
     except serializers.SkipField:
         pass
     except serializers.ValidationError as error:
@@ -414,8 +392,8 @@ def _read_by_field(name: str, value, event_names, data: dict, errors: dict) -> N
 def event_validate(item, *, event_names, shortcuts: bool = True) -> tuple[dict | None, dict | None]:
     """The one validation of an event: (its clean data, None), or (None, its errors by field
     name, worded as DRF words them). Unknown fields and values no field could store
-    (json_problem) are refused first; then each field is read by its shortcut, or by the
-    schema's field (EventSerializer), and checked by its rule; then the fields together.
+    (json_problem) are refused first; then each value is read (_read) and checked by its
+    field's rule; then the fields together.
     shortcuts=False reads every value through the schema's fields: the shortcuts must agree
     with them (tests/events/test_validation_fast.py)."""
     if not isinstance(item, dict):
@@ -433,13 +411,11 @@ def event_validate(item, *, event_names, shortcuts: bool = True) -> tuple[dict |
             errors[readable_name(str(name))] = ["Unknown field."]
         elif not storable and (problem := json_problem(value)):
             errors[name] = [problem]
-        elif (read := _FIELDS[name][0](value, event_names) if shortcuts else _NOT_PLAIN) is not _NOT_PLAIN:
-            data[name] = read
         else:
-            _read_by_field(name, value, event_names, data, errors)
+            _read(name, value, event_names, data, errors, shortcut=shortcuts)
     for name in _REQUIRED:
         if name not in item:
-            _read_by_field(name, empty, event_names, data, errors)
+            _read(name, empty, event_names, data, errors, shortcut=False)
     if errors:
         return None, errors
     now = clock.now()
