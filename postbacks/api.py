@@ -92,7 +92,8 @@ class EventView(AppAPIView):
             if item is None:  # DRF's wording for a body that is null
                 errors = {api_settings.NON_FIELD_ERRORS_KEY: ["No data provided"]}
             raise ValidationError(errors)
-        [outcome] = events_ingest(app=app, items=[event_input_from(data, caller_ip=caller_ip(request.META))])
+        event = event_input_from(data, caller_ip=caller_ip(request.META))
+        [outcome] = events_ingest(app=app, items=[event])
         if isinstance(outcome, ItemRefused):
             raise ValidationError(refused_errors(outcome))
         return json_reply(
@@ -150,7 +151,8 @@ class EventBatchView(AppAPIView):
                 results.append({"index": index, "status": "rejected", "errors": errors})
             else:
                 valid.append((index, data))
-        outcomes = events_ingest(app=app, items=[event_input_from(data, caller_ip=ip) for _, data in valid])
+        items = [event_input_from(data, caller_ip=ip) for _, data in valid]
+        outcomes = events_ingest(app=app, items=items)
         for (index, _), outcome in zip(valid, outcomes, strict=True):
             if isinstance(outcome, ItemRefused):
                 results.append({"index": index, "status": "rejected", "errors": refused_errors(outcome)})
