@@ -7,27 +7,14 @@ from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
-from rest_framework.response import Response
+from rest_framework.exceptions import NotFound, ValidationError
 
-from events.api import FIELD_ERRORS, REFUSAL_HEADERS, REFUSALS, AppAPIView
-from events.api_auth import PerAppKeyRateThrottle
-from events.rate_limit import rate_limit_admits
+from events.api import AppAPIView, json_of_request, json_reply
+from events.api_auth import app_rate_limit
 from events.serializers import DeviceField, ErrorSerializer
+from postbacks.api import FIELD_ERRORS, REFUSAL_HEADERS, REFUSALS
 from postbacks.erasure import erasure_get, erasure_request
 from postbacks.models import Erasure
-
-
-class ErasureRateThrottle(PerAppKeyRateThrottle):
-    """ERASURE_RATE_LIMIT_PER_MINUTE requests per app key (0: no limit), counted apart from
-    its events: each is a worker's task, and an app's events must not use up its erasures."""
-
-    def allow_request(self, request, view):
-        limit = settings.ERASURE_RATE_LIMIT_PER_MINUTE
-        if request.auth is None or not limit:
-            return True
-        allowed, self.retry_after = rate_limit_admits(key=f"erasure:{request.auth.pk}", limit=limit)
-        return allowed
 
 
 class ErasureRequestSerializer(serializers.Serializer):
@@ -65,7 +52,6 @@ def refusals(*codes: int) -> dict:
 
 class ErasureView(AppAPIView):
     body_limit = settings.API_MAX_EVENT_BYTES
-    throttle_classes = [ErasureRateThrottle]
 
     @extend_schema(
         operation_id="request_erasure",
@@ -91,10 +77,16 @@ class ErasureView(AppAPIView):
         "done. Rate-limited per key (ERASURE_RATE_LIMIT_PER_MINUTE).",
     )
     def post(self, request):
-        serializer = ErasureRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        erasure = erasure_request(app=request.auth, device_ids=serializer.validated_data["device"])
-        return Response({"id": str(erasure.pk), "status": erasure.status}, status=status.HTTP_202_ACCEPTED)
+        app = self.request_app(request)
+        serializer = ErasureRequestSerializer(data=json_of_request(request))
+        valid = serializer.is_valid()
+        # Counted apart from the key's events: each is a worker's task, and an app's events must
+        # not use up its erasures. What is refused counts too.
+        app_rate_limit(app, scope="erasure", limit=settings.ERASURE_RATE_LIMIT_PER_MINUTE)
+        if not valid:
+            raise ValidationError(serializer.errors)
+        erasure = erasure_request(app=app, device_ids=serializer.validated_data["device"])
+        return json_reply({"id": str(erasure.pk), "status": erasure.status}, status=status.HTTP_202_ACCEPTED)
 
 
 class ErasureDetailView(AppAPIView):
@@ -111,7 +103,9 @@ class ErasureDetailView(AppAPIView):
         },
     )
     def get(self, request, erasure_id: str):
-        erasure = erasure_get(app=request.auth, erasure_id=erasure_id)
+        app = self.request_app(request)
+        app_rate_limit(app)  # reads count against the key's events limit
+        erasure = erasure_get(app=app, erasure_id=erasure_id)
         if erasure is None:
             raise NotFound()
-        return Response(ErasureSerializer(erasure).data)
+        return json_reply(ErasureSerializer(erasure).data, status=status.HTTP_200_OK)

@@ -3,7 +3,8 @@ from django.urls import path, reverse_lazy
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from events.api import EventBatchView, EventView, click_view
+from events.api import click_view
+from postbacks.api import EventBatchView, EventView
 from postbacks.erasure_api import ErasureDetailView, ErasureView
 from postbacks.views import healthz, metrics
 

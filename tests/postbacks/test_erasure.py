@@ -19,10 +19,10 @@ from django_q.signing import SignedPackage
 from events.models import Click, Device, Event
 from events.services import EventInput, click_record
 from postbacks.erasure import device_id_hash, erasure_process, erasure_request, erasures_claim
+from postbacks.ingest import events_ingest
 from postbacks.models import Attempt, Delivery, Erasure
 from postbacks.sending import deliveries_claim, deliveries_send
 from project import clock
-from project.ingest import event_ingest
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +36,7 @@ ERASED_VALUES = (ERASED_ADID, ERASED_IDFV)
 
 def record(app, event_id: str, name: str, device_ids: dict, at: datetime) -> Event:
     with clock.frozen(at + timedelta(seconds=1)):
-        return event_ingest(app=app, data=EventInput(event_id, name, device_ids, occurred_at=at)).event
+        return events_ingest(app=app, items=[EventInput(event_id, name, device_ids, occurred_at=at)])[0].event
 
 
 def click(tracker, at: datetime, **device_ids) -> Click:
@@ -289,7 +289,7 @@ def test_events_streaming_during_an_erasure_leave_nothing_from_before_its_cutoff
                 number += 1
                 ids = {"adid": ERASED_ADID} if number % 2 else {"idfv": ERASED_IDFV}
                 data = EventInput(f"{name}-{number}", "purchase", ids, occurred_at=T0 + timedelta(minutes=1))
-                event_ingest(app=app, data=data)
+                events_ingest(app=app, items=[data])
         except Exception as error:  # reported below
             errors.append(error)
         finally:

@@ -8,9 +8,9 @@ import pytest
 from events.models import Device
 from events.services import EventInput, app_issue_api_key
 from postbacks.erasure import erasure_process
+from postbacks.ingest import events_ingest
 from postbacks.models import Erasure
 from project import clock
-from project.ingest import event_ingest
 from tests.events.conftest import fresh_rate_limit  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +33,7 @@ def read(client, key, erasure_id):
 
 
 def test_an_erasure_is_accepted_pending_then_reads_completed_with_its_counts(client, key, app):
-    event_ingest(app=app, data=EventInput("evt-1", "install", {"adid": ADID}, occurred_at=clock.now()))
+    events_ingest(app=app, items=[EventInput("evt-1", "install", {"adid": ADID}, occurred_at=clock.now())])
     # Normalised as the events API normalises ids: upper case is the same adid.
     response = erase(client, key, {"device": {"adid": ADID.upper()}})
     assert response.status_code == 202
