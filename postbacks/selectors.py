@@ -160,3 +160,47 @@ def delivery_stats(*, deliveries: QuerySet, since: datetime) -> DeliveryStats:
 
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+
+
+@dataclass
+class Waiting:
+    delivery: Delivery
+    why: str
+
+
+UNDELIVERED_LIMIT = 500
+
+
+def undelivered(*, deliveries: QuerySet, limit: int = UNDELIVERED_LIMIT) -> tuple[list[Waiting], int]:
+    """The deliveries (of `deliveries`) not finished now, next due first, each with why it waits;
+    and how many there are in all."""
+    now = clock.now()
+    waiting = deliveries.filter(status__in=[Delivery.Status.SCHEDULED, Delivery.Status.SENDING])
+    rows = waiting.select_related("configuration__app", "event").order_by("due_at", "pk")[:limit]
+    paused = {state.pk: state for state in AlertState.objects.filter(paused=True)}
+    return [Waiting(delivery=row, why=_why_waiting(row, paused.get(row.configuration_id), now)) for row in rows], (
+        waiting.count()
+    )
+
+
+def _why_waiting(delivery: Delivery, pause: AlertState | None, now: datetime) -> str:
+    due = f"{delivery.due_at:%Y-%m-%d %H:%M:%S} UTC" if delivery.due_at else "?"
+    if delivery.status == Delivery.Status.SENDING:
+        if delivery.lease_expires_at and delivery.lease_expires_at >= now:
+            return "Being sent now."
+        why = "Claimed by a worker that did not finish: to be claimed again."
+    elif delivery.attempts:
+        why = (
+            f"Retrying: attempt {delivery.attempts + 1} of {delivery.max_attempts} due at {due}; "
+            f"last error: {delivery.last_error or delivery.last_status_code or '?'}"
+        )
+    elif delivery.due_at and delivery.due_at > now:
+        why = f"Delayed: due at {due} (the configuration's delivery delay)."
+    elif delivery.deferrals:
+        why = f"Deferred {delivery.deferrals} times (its destination was busy); due since {due}."
+    else:
+        why = f"Due since {due}: waiting for a worker."
+    if pause is not None:
+        since = f"{pause.paused_at:%Y-%m-%d %H:%M} UTC" if pause.paused_at else "?"
+        return f"Held: its configuration is paused since {since} ({pause.pause_reason or 'no reason given'}). {why}"
+    return why
