@@ -204,7 +204,8 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
         by = request.user.get_username()
         count = sum(alerts.held_discard(configuration=configuration, by=by) for configuration in queryset)
         self.message_user(
-            request, f"{count} held deliver{'y' if count == 1 else 'ies'} discarded (skipped, unsent); still paused."
+            request,
+            f"{count} held deliver{'y' if count == 1 else 'ies'} discarded (skipped, unsent); the pause goes on.",
         )
 
     def get_fieldsets(self, request, obj=None):

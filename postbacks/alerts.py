@@ -175,7 +175,7 @@ def _reason(*, state: AlertState, rules: Rules, last_error: str) -> str:
     failed = sum(bucket[2] for bucket in state.window)
     if (
         rules.failure_rate_percent
-        and count >= rules.window_min_attempts
+        and count >= max(1, rules.window_min_attempts)
         and failed * 100 >= rules.failure_rate_percent * count
     ):
         return (

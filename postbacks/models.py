@@ -439,7 +439,9 @@ class AlertRules(AccountScoped):
     )
     window_minutes = models.PositiveIntegerField(default=15, validators=[MinValueValidator(1), MaxValueValidator(1440)])
     window_min_attempts = models.PositiveIntegerField(
-        default=20, help_text="The failure rate counts only once the window holds this many attempts."
+        default=20,
+        validators=[MinValueValidator(1)],
+        help_text="The failure rate counts only once the window holds this many attempts.",
     )
     pause_on_alert = models.BooleanField(
         default=False,

@@ -98,7 +98,10 @@ ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL", "").strip()
 # Where links in alerts point: this server's address as its users reach it (empty: no links).
 ALERT_ADMIN_BASE_URL = env_base_url("ALERT_ADMIN_BASE_URL")
 # E-mail (alerts only), Django's own settings.
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")

@@ -284,7 +284,7 @@ def test_the_admin_shows_paused_configurations_and_resumes_or_discards(
     client.post(changelist, {"action": "pause", "_selected_action": [postback.pk]})
     assert AlertState.objects.get(pk=postback.pk).pause_reason == "Paused by manager"
     response = client.post(changelist, {"action": "discard_held", "_selected_action": [postback.pk]}, follow=True)
-    assert "1 held delivery discarded (skipped, unsent); still paused." in response.content.decode()
+    assert "1 held delivery discarded (skipped, unsent); the pause goes on." in response.content.decode()
     assert Delivery.objects.get(configuration=postback).status == "skipped"
 
 
