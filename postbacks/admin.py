@@ -19,6 +19,7 @@ from postbacks.forms import FIELD_INPUT_PREFIX, PartnerConfigurationForm, Postba
 from postbacks.models import (
     Alert,
     AlertRules,
+    AlertState,
     Attempt,
     Delivery,
     PartnerConfiguration,
@@ -166,6 +167,17 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
                 messages.WARNING,
             )
         return super().changelist_view(request, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        state = AlertState.objects.filter(configuration_id=object_id if str(object_id).isdigit() else None).first()
+        if request.method == "GET" and state is not None and state.paused and self.get_object(request, object_id):
+            self.message_user(
+                request,
+                f"Paused since {state.paused_at:%Y-%m-%d %H:%M} UTC ({state.pause_reason}): its deliveries are held. "
+                "Resume or Discard held from the list of postback configurations.",
+                messages.WARNING,
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="alerts")
     def alert_status(self, postback: PostbackConfiguration) -> str:

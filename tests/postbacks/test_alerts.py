@@ -274,6 +274,8 @@ def test_the_admin_shows_paused_configurations_and_resumes_or_discards(
     assert "Paused: Warehouse." in page and "PAUSED" in page and "Show the paused configurations" in page
     listed = client.get(changelist + "?paused=paused").context["cl"].result_list
     assert list(listed) == [postback]
+    change = client.get(reverse("admin:postbacks_postbackconfiguration_change", args=[postback.pk])).content.decode()
+    assert "Paused since 2026-11-04 09:00 UTC (Alert: 3 attempts in a row failed): its deliveries are held." in change
 
     waiting = client.get(reverse("admin:postbacks_delivery_undelivered")).content.decode()
     assert "Held: its configuration is paused since" in waiting and "Alert: 3 attempts in a row failed" in waiting
