@@ -200,7 +200,9 @@ def test_failures_raise_an_alert_at_a_webhook_pause_the_postback_and_resume_send
             browser.find_element(By.CSS_SELECTOR, "#result_list input.action-select").click()
             Select(browser.find_element(By.NAME, "action")).select_by_value("resume")
             browser.find_element(By.CSS_SELECTOR, "#changelist-form button[name=index]").click()
-            assert "Resumed: 1 held delivery will be sent, oldest first." in browser.page_source
+            # The click returns once the form is sent; the answer page may still be loading.
+            resumed = "Resumed: 1 held delivery will be sent, oldest first."
+            wait_until(lambda: resumed in browser.page_source, timeout=10, message=lambda: browser.page_source[-2000:])
 
             arrived = receiver.wait_for(3, timeout=30)
             assert [request.query["event_id"] for request in arrived] == [["fail-1"], ["fail-2"], ["held-1"]]
