@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -14,11 +14,20 @@ from events.admin_scoping import ReadOnlyAdminMixin, ScopedModelAdmin
 from events.scoping import visible_to
 from partners.admin import warn_if_illustrative
 from partners.models import Partner
-from postbacks import http
+from postbacks import alerts, http
 from postbacks.forms import FIELD_INPUT_PREFIX, PartnerConfigurationForm, PostbackConfigurationForm, chosen_object
-from postbacks.models import Attempt, Delivery, Erasure, PartnerConfiguration, PostbackConfiguration
+from postbacks.models import (
+    Alert,
+    AlertRules,
+    AlertState,
+    Attempt,
+    Delivery,
+    Erasure,
+    PartnerConfiguration,
+    PostbackConfiguration,
+)
 from postbacks.rendering import RenderError, render_postback, requirement_problems, sample_values
-from postbacks.selectors import WINDOWS, delivery_stats
+from postbacks.selectors import WINDOWS, delivery_stats, undelivered
 from postbacks.sending import mask, masked_headers, secret_values_of, verdict_for
 from postbacks.services import deliveries_resend, postback_send_test
 from project import clock
@@ -94,6 +103,21 @@ class PartnerConfigurationAdmin(ScopedModelAdmin):
         return config.postbacks.count()
 
 
+class PausedFilter(admin.SimpleListFilter):
+    title = "alerts"
+    parameter_name = "paused"
+
+    def lookups(self, request, model_admin):
+        return [("paused", "Paused"), ("alerting", "Alerting")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "paused":
+            return queryset.filter(alert_state__paused=True)
+        if self.value() == "alerting":
+            return queryset.filter(alert_state__alerting=True)
+        return queryset
+
+
 @admin.register(PostbackConfiguration)
 class PostbackConfigurationAdmin(ScopedModelAdmin):
     form = PostbackConfigurationForm
@@ -110,9 +134,11 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
         "retry_attempts",
         "delivery_method",
         "updated_at",
+        "alert_status",
     ]
     list_filter = [
         "status",
+        PausedFilter,
         "kind",
         "event",
         "delivery_method",
@@ -120,7 +146,80 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
         ("app", admin.RelatedOnlyFieldListFilter),
     ]
     search_fields = ["title", "event", "destination_url", "app__name", "partner_configuration__partner__name"]
-    list_select_related = ["app", "partner_configuration__partner"]
+    list_select_related = ["app", "partner_configuration__partner", "alert_state"]
+    actions = ["pause", "resume", "discard_held"]
+
+    def changelist_view(self, request, extra_context=None):
+        paused = self.get_queryset(request).filter(alert_state__paused=True)
+        if request.method == "GET" and paused.exists():
+            names = ", ".join(str(configuration) for configuration in paused[:5])
+            count = paused.count()
+            more = f" and {count - 5} more" if count > 5 else ""
+            self.message_user(
+                request,
+                format_html(
+                    "<strong>Paused: {}{}.</strong> Their new deliveries are held, not sent. "
+                    '<a href="?paused=paused">Show the paused configurations</a>, then Resume (sends the held '
+                    'deliveries, oldest first) or Discard held. <a href="{}">What is waiting, and why</a>.',
+                    names,
+                    more,
+                    reverse("admin:postbacks_delivery_undelivered"),
+                ),
+                messages.WARNING,
+            )
+        return super().changelist_view(request, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        state = AlertState.objects.filter(configuration_id=object_id if str(object_id).isdigit() else None).first()
+        if request.method == "GET" and state is not None and state.paused and self.get_object(request, object_id):
+            self.message_user(
+                request,
+                f"Paused since {state.paused_at:%Y-%m-%d %H:%M} UTC ({state.pause_reason}): its deliveries are held. "
+                "Resume or Discard held from the list of postback configurations.",
+                messages.WARNING,
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description="alerts")
+    def alert_status(self, postback: PostbackConfiguration) -> str:
+        state = getattr(postback, "alert_state", None)
+        if state is None:
+            return "—"
+        if state.paused:
+            return format_html(
+                '<strong style="color: #fff; background: #ba2121; padding: 2px 6px">PAUSED</strong> {}',
+                state.pause_reason,
+            )
+        if state.alerting:
+            return format_html('<strong style="color: #ba2121">Alerting</strong>: {}', state.alert_reason)
+        return "OK"
+
+    @admin.action(description="Pause the selected configurations (hold their deliveries)", permissions=["change"])
+    def pause(self, request, queryset):
+        by = request.user.get_username()
+        count = sum(
+            alerts.configuration_pause(configuration=configuration, reason=f"Paused by {by}")
+            for configuration in queryset
+        )
+        self.message_user(request, f"{count} configuration{'s' if count != 1 else ''} paused.")
+
+    @admin.action(description="Resume the selected configurations (send the held deliveries)", permissions=["change"])
+    def resume(self, request, queryset):
+        held = sum(alerts.configuration_resume(configuration=configuration) for configuration in queryset)
+        self.message_user(
+            request, f"Resumed: {held} held deliver{'y' if held == 1 else 'ies'} will be sent, oldest first."
+        )
+
+    @admin.action(
+        description="Discard the held deliveries of the selected paused configurations", permissions=["change"]
+    )
+    def discard_held(self, request, queryset):
+        by = request.user.get_username()
+        count = sum(alerts.held_discard(configuration=configuration, by=by) for configuration in queryset)
+        self.message_user(
+            request,
+            f"{count} held deliver{'y' if count == 1 else 'ies'} discarded (skipped, unsent); the pause goes on.",
+        )
 
     def get_fieldsets(self, request, obj=None):
         if obj is not None and not self.has_change_permission(request, obj):
@@ -367,7 +466,9 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
     def get_urls(self):
         resend = self.admin_site.admin_view(self.resend_failed_view)
         stats = self.admin_site.admin_view(self.stats_view)
+        waiting = self.admin_site.admin_view(self.undelivered_view)
         return [
+            path("undelivered/", waiting, name="postbacks_delivery_undelivered"),
             path("resend-failed/", resend, name="postbacks_delivery_resend_failed"),
             path("stats/", stats, name="postbacks_delivery_stats"),
             *super().get_urls(),
@@ -412,6 +513,20 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
             "configuration_id": configuration_id or "",
         }
         return TemplateResponse(request, "admin/postbacks/delivery/stats.html", context)
+
+    def undelivered_view(self, request):
+        """Every delivery not finished now, next due first, with why it waits."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        rows, total = undelivered(deliveries=self.get_queryset(request))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Undelivered now",
+            "opts": self.model._meta,
+            "rows": rows,
+            "total": total,
+        }
+        return TemplateResponse(request, "admin/postbacks/delivery/undelivered.html", context)
 
     def resend_failed_view(self, request):
         """Resend every failed delivery of a configuration or a partner since a time (after an outage)."""
@@ -516,3 +631,27 @@ class ErasureAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
     list_filter = ["status", ("app", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["app"]
     fields = ["id", "app", "status", "id_hashes", "counts", "requested_at", "cutoff_at", "completed_at"]
+
+
+@admin.register(AlertRules)
+class AlertRulesAdmin(ScopedModelAdmin):
+    list_display = ["__str__", "consecutive_failures", "failure_rate_percent", "window_minutes", "pause_on_alert"]
+    list_select_related = ["account", "configuration"]
+    fieldsets = [
+        (None, {"fields": ["account", "configuration"]}),
+        (
+            "When to alert",
+            {"fields": ["consecutive_failures", "failure_rate_percent", "window_minutes", "window_min_attempts"]},
+        ),
+        ("What then", {"fields": ["pause_on_alert", "email_to", "webhook_url"]}),
+    ]
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
+    """Alerts raised and cleared, with what each channel answered."""
+
+    list_display = ["created_at", "kind", "configuration", "reason", "paused", "notified_at", "notification"]
+    list_filter = ["kind", "paused"]
+    list_select_related = ["configuration__app", "configuration__partner_configuration__partner"]
+    ordering = ["-pk"]

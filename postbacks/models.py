@@ -452,3 +452,116 @@ class Erasure(AccountScoped):
 
     def __str__(self) -> str:
         return f"Erasure {self.pk}"
+
+
+class AlertRules(AccountScoped):
+    """When to alert about a postback configuration's failures, where, and whether to pause it:
+    an account's defaults (no configuration) or one configuration's own, which replace them.
+    With neither, the ALERT_* settings apply (docs/alerts.md)."""
+
+    account_path = "account"
+
+    account = models.ForeignKey("events.Account", on_delete=models.CASCADE, related_name="alert_rules")
+    configuration = models.OneToOneField(
+        PostbackConfiguration,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="alert_rules",
+        help_text="Empty: the account's defaults, for every configuration without rules of its own.",
+    )
+    consecutive_failures = models.PositiveIntegerField(
+        default=10, help_text="Alert when this many attempts in a row fail (0 = off)."
+    )
+    failure_rate_percent = models.PositiveSmallIntegerField(
+        default=50,
+        validators=[MaxValueValidator(100)],
+        help_text="Alert when at least this share of the attempts in the window failed (0 = off).",
+    )
+    window_minutes = models.PositiveIntegerField(default=15, validators=[MinValueValidator(1), MaxValueValidator(1440)])
+    window_min_attempts = models.PositiveIntegerField(
+        default=20,
+        validators=[MinValueValidator(1)],
+        help_text="The failure rate counts only once the window holds this many attempts.",
+    )
+    pause_on_alert = models.BooleanField(
+        default=False,
+        help_text="Pause the configuration when it alerts: new deliveries are held (not dropped) until Resume.",
+    )
+    email_to = models.CharField(max_length=500, blank=True, help_text="Comma-separated addresses.")
+    webhook_url = models.CharField(
+        max_length=2000,
+        blank=True,
+        help_text='Receives a JSON message (with a Slack-compatible "text"). Empty: ALERT_WEBHOOK_URL.',
+    )
+
+    class Meta:
+        verbose_name_plural = "alert rules"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account"], condition=models.Q(configuration__isnull=True), name="alert_rules_one_per_account"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Alerts for {self.configuration}" if self.configuration_id else f"Alert defaults of {self.account}"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.configuration_id and self.account_id and self.configuration.app.account_id != self.account_id:
+            errors["configuration"] = "That configuration belongs to another account."
+        if self.webhook_url:
+            problem = destination_problem(self.webhook_url)
+            if problem or "{" in self.webhook_url:
+                errors["webhook_url"] = problem or "The webhook URL is fixed text: no {placeholders}."
+        if errors:
+            raise ValidationError(errors)
+
+
+class AlertState(models.Model):
+    """What the alert rules know about one configuration: its recent attempts, whether it is
+    alerting, and whether it is paused (its due deliveries are then held, not claimed)."""
+
+    configuration = models.OneToOneField(
+        PostbackConfiguration, on_delete=models.CASCADE, primary_key=True, related_name="alert_state"
+    )
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    # [[minute (Unix time // 60), attempts, failed attempts], ...] of the last window.
+    window = models.JSONField(default=list, blank=True)
+    alerting = models.BooleanField(default=False)
+    alerted_at = models.DateTimeField(null=True, blank=True)
+    alert_reason = models.CharField(max_length=300, blank=True)
+    recovered_at = models.DateTimeField(null=True, blank=True)
+    paused = models.BooleanField(default=False)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    pause_reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["paused"], name="alert_state_paused_idx", condition=models.Q(paused=True))]
+
+    def __str__(self) -> str:
+        return f"Alert state of {self.configuration_id}"
+
+
+class Alert(AccountScoped):
+    """One alert raised or cleared: the record, and the outbox its notification task reads."""
+
+    account_path = "configuration__app__account"
+
+    class Kind(models.TextChoices):
+        FAILING = "failing", "Failing"
+        RECOVERED = "recovered", "Recovered"
+
+    configuration = models.ForeignKey(PostbackConfiguration, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    reason = models.CharField(max_length=300)
+    paused = models.BooleanField(default=False, help_text="This alert paused the configuration.")
+    created_at = models.DateTimeField()
+    notified_at = models.DateTimeField(null=True, blank=True)
+    notification = models.CharField(max_length=500, blank=True, help_text="What each channel answered.")
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.configuration}"

@@ -18,6 +18,7 @@ CONFIGURATION_MODELS = (
     "events.tracker",
     "postbacks.partnerconfiguration",
     "postbacks.postbackconfiguration",
+    "postbacks.alertrules",
 )
 READ_ONLY_MODELS = (
     "events.account",
@@ -32,6 +33,7 @@ READ_ONLY_MODELS = (
     "postbacks.delivery",
     "postbacks.attempt",
     "postbacks.erasure",
+    "postbacks.alert",
 )
 # Both roles may send a delivery again; neither may edit one.
 EXTRA_PERMISSIONS = ("postbacks.resend_delivery",)

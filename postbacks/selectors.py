@@ -10,24 +10,42 @@ from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.functions import TruncHour
 
 from postbacks.leases import claim_lease
-from postbacks.models import Attempt, Delivery
+from postbacks.models import AlertState, Attempt, Delivery
 from project import clock
 
 SAMPLE_LIMIT = 20_000  # percentiles come from the newest attempts, not from a full scan
 
 
-def due_filter(now: datetime) -> Q:
-    """Deliveries due for an attempt: scheduled and due, or claimed by a worker whose lease ran out."""
+def paused_configurations() -> QuerySet:
+    """Ids of the configurations paused after an alert or by hand (their deliveries are held)."""
+    return AlertState.objects.filter(paused=True).values("configuration_id")
+
+
+def _ready_filter(now: datetime) -> Q:
     return Q(status=Delivery.Status.SCHEDULED, due_at__lte=now) | Q(
         status=Delivery.Status.SENDING, lease_expires_at__lt=now
     )
 
 
+def due_filter(now: datetime) -> Q:
+    """Deliveries due for an attempt: scheduled and due, or claimed by a worker whose lease ran
+    out; unless their configuration is paused (then they are held: left as they are, unclaimed)."""
+    return _ready_filter(now) & ~Q(configuration_id__in=paused_configurations())
+
+
+def held_filter(now: datetime) -> Q:
+    """Deliveries that would be due but for their configuration's pause."""
+    return _ready_filter(now) & Q(configuration_id__in=paused_configurations())
+
+
 def waiting_filter(now: datetime) -> Q:
     """Deliveries that should have been sent by `now` and are not finished, claimed or not.
     A claimed row keeps the due time it was claimed at, so a claim that no worker takes up
-    (workers stopped, the dispatcher still claiming) goes on ageing instead of vanishing."""
-    return Q(status__in=[Delivery.Status.SCHEDULED, Delivery.Status.SENDING], due_at__lte=now)
+    (workers stalled, the dispatcher still claiming) goes on ageing instead of vanishing.
+    Held deliveries do not count: a pause is someone's decision, not a stall."""
+    return Q(status__in=[Delivery.Status.SCHEDULED, Delivery.Status.SENDING], due_at__lte=now) & ~Q(
+        configuration_id__in=paused_configurations()
+    )
 
 
 def backlog(*, deliveries: QuerySet | None = None) -> tuple[int, float]:
@@ -47,7 +65,9 @@ def workers_stalled(*, after: timedelta) -> bool:
     their claim, not from the end of their lease: the dispatcher claims them again as soon as
     a lease runs out, so "due for `after`" alone may never come true."""
     now = clock.now()
-    claimed_long_ago = Q(status=Delivery.Status.SENDING, lease_expires_at__lt=now - after + claim_lease())
+    claimed_long_ago = Q(status=Delivery.Status.SENDING, lease_expires_at__lt=now - after + claim_lease()) & ~Q(
+        configuration_id__in=paused_configurations()
+    )
     waiting = Delivery.objects.filter(due_filter(now - after) | claimed_long_ago).exists()
     if not waiting:
         return False
@@ -140,3 +160,47 @@ def delivery_stats(*, deliveries: QuerySet, since: datetime) -> DeliveryStats:
 
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+
+
+@dataclass
+class Waiting:
+    delivery: Delivery
+    why: str
+
+
+UNDELIVERED_LIMIT = 500
+
+
+def undelivered(*, deliveries: QuerySet, limit: int = UNDELIVERED_LIMIT) -> tuple[list[Waiting], int]:
+    """The deliveries (of `deliveries`) not finished now, next due first, each with why it waits;
+    and how many there are in all."""
+    now = clock.now()
+    waiting = deliveries.filter(status__in=[Delivery.Status.SCHEDULED, Delivery.Status.SENDING])
+    rows = waiting.select_related("configuration__app", "event").order_by("due_at", "pk")[:limit]
+    paused = {state.pk: state for state in AlertState.objects.filter(paused=True)}
+    return [Waiting(delivery=row, why=_why_waiting(row, paused.get(row.configuration_id), now)) for row in rows], (
+        waiting.count()
+    )
+
+
+def _why_waiting(delivery: Delivery, pause: AlertState | None, now: datetime) -> str:
+    due = f"{delivery.due_at:%Y-%m-%d %H:%M:%S} UTC" if delivery.due_at else "?"
+    if delivery.status == Delivery.Status.SENDING:
+        if delivery.lease_expires_at and delivery.lease_expires_at >= now:
+            return "Being sent now."
+        why = "Claimed by a worker that did not finish: to be claimed again."
+    elif delivery.attempts:
+        why = (
+            f"Retrying: attempt {delivery.attempts + 1} of {delivery.max_attempts} due at {due}; "
+            f"last error: {delivery.last_error or delivery.last_status_code or '?'}"
+        )
+    elif delivery.due_at and delivery.due_at > now:
+        why = f"Delayed: due at {due} (the configuration's delivery delay)."
+    elif delivery.deferrals:
+        why = f"Deferred {delivery.deferrals} times (its destination was busy); due since {due}."
+    else:
+        why = f"Due since {due}: waiting for a worker."
+    if pause is not None:
+        since = f"{pause.paused_at:%Y-%m-%d %H:%M} UTC" if pause.paused_at else "?"
+        return f"Held: its configuration is paused since {since} ({pause.pause_reason or 'no reason given'}). {why}"
+    return why

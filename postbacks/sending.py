@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from partners.templating import reply_verdict
-from postbacks import http, leases, metrics
+from postbacks import alerts, http, leases, metrics
 from postbacks.models import Attempt, Delivery, PostbackConfiguration
 from postbacks.rendering import reply_rules_of
 from postbacks.selectors import due_filter
@@ -412,6 +412,7 @@ def _outcomes_save(outcomes: list[_Outcome]) -> list[_Outcome]:
         )
         recorded = [outcome for outcome in outcomes if outcome.delivery.pk in held]
         rows_insert(Attempt, [outcome.attempt for outcome in recorded])
+    alerts.attempts_observe(attempts=[outcome.attempt for outcome in recorded])
     for outcome in outcomes:
         if outcome.delivery.pk not in held:
             logger.warning(

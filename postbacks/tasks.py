@@ -1,8 +1,9 @@
-"""django-q2 tasks: thin wrappers around the sending and erasure services."""
+"""django-q2 tasks: thin wrappers around the sending, erasure and alerting services."""
 
 import uuid
 from datetime import datetime
 
+from postbacks.alerts import alert_notify as _alert_notify
 from postbacks.erasure import erasure_process
 from postbacks.sending import STRAGGLER_WAIT, Claim, deliveries_send
 
@@ -13,3 +14,7 @@ def send_deliveries(ids: list[int], lease: str) -> None:
 
 def process_erasure(erasure_id: str) -> None:
     erasure_process(erasure_id=uuid.UUID(erasure_id))
+
+
+def alert_notify(alert_id: int) -> None:
+    _alert_notify(alert_id=alert_id)

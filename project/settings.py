@@ -86,6 +86,30 @@ if POSTBACK_MAX_IN_FLIGHT_PER_ACCOUNT >= POSTBACK_SEND_THREADS:
     )
 # Deliveries a worker task sends together.
 POSTBACK_BATCH_SIZE = env_int("POSTBACK_BATCH_SIZE", 100, minimum=1, maximum=1000)
+# Alerts (docs/alerts.md): the rules of accounts and configurations without alert rules of
+# their own, and where their alerts go. The webhook URL is often a secret (Slack's are).
+ALERT_CONSECUTIVE_FAILURES = env_int("ALERT_CONSECUTIVE_FAILURES", 10, minimum=0)
+ALERT_FAILURE_RATE_PERCENT = env_int("ALERT_FAILURE_RATE_PERCENT", 50, minimum=0, maximum=100)
+ALERT_WINDOW_MINUTES = env_int("ALERT_WINDOW_MINUTES", 15, minimum=1, maximum=1440)
+ALERT_WINDOW_MIN_ATTEMPTS = env_int("ALERT_WINDOW_MIN_ATTEMPTS", 20, minimum=1)
+ALERT_PAUSE = env_bool("ALERT_PAUSE", False)
+ALERT_EMAIL_TO = env_list("ALERT_EMAIL_TO", [])
+ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL", "").strip()
+# Where links in alerts point: this server's address as its users reach it (empty: no links).
+ALERT_ADMIN_BASE_URL = env_base_url("ALERT_ADMIN_BASE_URL")
+# E-mail (alerts only), Django's own settings.
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env_str("ALERT_EMAIL_FROM", "postbacks@localhost")
 # purge_deliveries deletes finished deliveries (and their attempts) older than this.
 DELIVERY_RETENTION_DAYS = env_int("DELIVERY_RETENTION_DAYS", 30, minimum=1)
 
