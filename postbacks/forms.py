@@ -50,6 +50,11 @@ def chosen_object(form: forms.ModelForm, name: str):
         return None
 
 
+def inner_widget(field: forms.Field) -> forms.Widget:
+    """The widget that renders the input: the admin wraps a foreign key's in one that adds links."""
+    return getattr(field.widget, "widget", field.widget)
+
+
 class PartnerConfigurationForm(forms.ModelForm):
     """Pick the partner, then fill its network-specific fields (they appear once it is chosen)."""
 
@@ -69,9 +74,9 @@ class PartnerConfigurationForm(forms.ModelForm):
         if "partner" in self.fields:
             # The page reloads with ?partner= (keeping the app) when one is picked: its fields follow.
             self.fields["partner"].help_text = "Choose the partner: its network-specific fields appear below."
-            self.fields["partner"].widget.attrs["data-reload-on-change"] = "1"
+            inner_widget(self.fields["partner"]).attrs["data-reload-on-change"] = "1"
         if "app" in self.fields:
-            self.fields["app"].widget.attrs["data-reload-keep"] = "1"
+            inner_widget(self.fields["app"]).attrs["data-reload-keep"] = "1"
         if self.partner is None:
             return
         stored = self.instance.field_values or {}
@@ -199,7 +204,7 @@ class PostbackConfigurationForm(forms.ModelForm):
             field = self.fields["partner_configuration"]
             field.queryset = field.queryset.filter(app=app).select_related("partner", "app")
             # For the form's script: which rows apply follows the chosen partner's kind.
-            field.widget.attrs["data-partner-kinds"] = json.dumps(
+            inner_widget(field).attrs["data-partner-kinds"] = json.dumps(
                 {str(config.pk): config.partner.kind for config in field.queryset}
             )
 
