@@ -295,6 +295,10 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
         return ["app", "request_preview", "signing_secret_display"] if obj is not None else []
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        form = context["adminform"].form
+        if obj is not None and not form.is_bound and "kind" in form.fields:
+            # ?kind= switches a saved postback's form: its kind select says so too.
+            form.initial["kind"] = self.chosen_kind(request, obj)
         partner = obj.partner if obj is not None else None
         if partner is None and "adminform" in context:
             form = context["adminform"].form

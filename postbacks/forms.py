@@ -183,6 +183,13 @@ class PostbackConfigurationForm(forms.ModelForm):
             )
             if self.instance.signing_secret:
                 field.help_text += " A secret is stored; leave empty to keep it."
+        if "supply_network_data" in self.fields:
+            field = self.fields["supply_network_data"]
+            field.label = "Supply network data"
+            field.help_text = (
+                "Custom postbacks and analytics partners: send attribution data (network, campaign, click…); "
+                "unticked, it is sent empty. A network or agency gets it for what it drove only."
+            )
         if "event" in self.fields:
             self.fields["event"].help_text = f"{self.fields['event'].help_text} {SESSION_BEGIN_RULE}"
         app = chosen_object(self, "app")

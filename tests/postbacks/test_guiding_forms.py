@@ -76,6 +76,7 @@ def test_the_postback_form_shows_only_the_part_of_the_chosen_kind(client, manage
         reverse("admin:postbacks_postbackconfiguration_change", args=[postback.pk]), {"kind": "certified"}
     )
     assert "partner_configuration" in fields_of(switched) and "destination_url" not in fields_of(switched)
+    assert switched.context["adminform"].form.initial["kind"] == "certified"
 
 
 def test_a_custom_postback_saved_from_the_kind_first_form_keeps_the_hidden_parts_untouched(client, manager, app):

@@ -49,12 +49,12 @@ document.addEventListener("DOMContentLoaded", function () {
   }
 
   // Macros: a filter box over the grouped checkboxes.
-  document.querySelectorAll(".macro-choices").forEach(function (choices) {
+  document.querySelectorAll("div.macro-choices").forEach(function (choices) {
     const filter = document.createElement("input");
     filter.type = "search";
     filter.placeholder = "Filter macros, e.g. idfa or campaign";
     filter.className = "macro-filter";
-    choices.parentNode.insertBefore(filter, choices);
+    choices.insertBefore(filter, choices.firstChild);
     filter.addEventListener("input", function () {
       const wanted = filter.value.trim().toLowerCase();
       choices.querySelectorAll("input[type=checkbox]").forEach(function (checkbox) {
