@@ -496,7 +496,7 @@ class AttemptInline(ReadOnlyAdminMixin, admin.StackedInline):
 class ResendFailedForm(forms.Form):
     configuration = forms.ModelChoiceField(queryset=PostbackConfiguration.objects.none(), required=False)
     partner = forms.ModelChoiceField(queryset=Partner.objects.none(), required=False)
-    since = forms.DateTimeField(help_text="UTC, e.g. 2026-11-23 08:00")
+    since = forms.DateTimeField(help_text="ISO 8601, UTC, e.g. 2026-11-23T08:00:00Z (or 2026-11-23 08:00)")
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)

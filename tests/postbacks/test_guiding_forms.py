@@ -244,3 +244,19 @@ def test_attempts_are_headed_attempt_n_of_the_real_maximum(client, support, log)
     second = client.get(reverse("admin:postbacks_delivery_change", args=[log["second"].pk])).content.decode()
     assert "Attempt 1 of 3" in second  # 1 + its 2 retry attempts
     assert "Attempt: Attempt" not in second
+
+
+def test_one_date_format_iso_8601_utc_in_pages_that_write_their_own(client, manager, support, app, log):
+    type(app).objects.filter(pk=app.pk).update(api_key_rotated_at=T0)
+    client.force_login(manager)
+    page = client.get(reverse("admin:events_app_change", args=[app.pk])).content.decode()
+    assert "rotated 2026-11-03T10:00:00Z" in page
+    client.force_login(support)
+    attempts = client.get(reverse("admin:postbacks_delivery_change", args=[log["failed"].pk])).content.decode()
+    assert "Attempt 1 of 1 at 2026-11-03T10:00:00Z" in attempts
+    # The resend form takes the same format.
+    response = client.post(
+        reverse("admin:postbacks_delivery_resend_failed"),
+        {"configuration": log["failed"].configuration_id, "since": "2026-11-03T09:00:00Z"},
+    )
+    assert response.status_code == 302
