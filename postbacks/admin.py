@@ -70,7 +70,7 @@ class PartnerConfigurationAdmin(ScopedModelAdmin):
                 *fieldsets,
                 ("Network-specific fields", {"fields": ["field_values_display"]}),
                 (OVERRIDES_TITLE, {"fields": OVERRIDE_FIELDS, "description": OVERRIDES_DESCRIPTION}),
-                ("Postbacks on this configuration", {"fields": ["postbacks_overview"]}),
+                ("Postbacks on this configuration", {"fields": [self._postbacks_field(request)]}),
             ]
         form_class = self.get_form(request, obj)
         data = request.POST if request.method == "POST" else None
@@ -86,8 +86,13 @@ class PartnerConfigurationAdmin(ScopedModelAdmin):
         if form.partner is not None:
             fieldsets.append((OVERRIDES_TITLE, {"fields": OVERRIDE_FIELDS, "description": OVERRIDES_DESCRIPTION}))
         if obj is not None:
-            fieldsets.append(("Postbacks on this configuration", {"fields": ["postbacks_overview"]}))
+            fieldsets.append(("Postbacks on this configuration", {"fields": [self._postbacks_field(request)]}))
         return fieldsets
+
+    def _postbacks_field(self, request) -> str:
+        """The configuration's postbacks, with links to add the missing ones for who may add them."""
+        may_add = request.user.has_perm("postbacks.add_postbackconfiguration")
+        return "postbacks_overview" if may_add else "postbacks_list"
 
     class Media:
         js = ["postbacks/admin.js"]
@@ -98,10 +103,13 @@ class PartnerConfigurationAdmin(ScopedModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         # Moving a configuration to another app or partner would silently re-point its postbacks.
-        return ["app", "partner", "field_values_display", "postbacks_overview"] if obj is not None else []
+        if obj is None:
+            return []
+        return ["app", "partner", "field_values_display", "postbacks_overview", "postbacks_list"]
 
     def response_add(self, request, obj, post_url_continue=None):
-        links = self._add_postback_links(obj)
+        may_add = request.user.has_perm("postbacks.add_postbackconfiguration")
+        links = self._add_postback_links(obj) if may_add else []
         if links:
             self.message_user(
                 request,
@@ -126,7 +134,7 @@ class PartnerConfigurationAdmin(ScopedModelAdmin):
         return links
 
     @admin.display(description="postbacks")
-    def postbacks_overview(self, config: PartnerConfiguration) -> str:
+    def postbacks_list(self, config: PartnerConfiguration) -> str:
         rows = format_html_join(
             "",
             '<li><a href="{}">{}</a> — {}{}</li>',
@@ -142,8 +150,12 @@ class PartnerConfigurationAdmin(ScopedModelAdmin):
                 )
             ),
         )
+        return format_html("<ul>{}</ul>", rows) if rows else format_html("<p>None yet.</p>")
+
+    @admin.display(description="postbacks")
+    def postbacks_overview(self, config: PartnerConfiguration) -> str:
         adds = format_html_join(" ", '<a class="addlink" href="{}">{}</a>', self._add_postback_links(config))
-        return format_html("<ul>{}</ul>{}", rows, adds) if rows else format_html("<p>None yet.</p>{}", adds)
+        return format_html("{}{}", self.postbacks_list(config), adds)
 
     @admin.display(description="values")
     def field_values_display(self, config: PartnerConfiguration) -> str:

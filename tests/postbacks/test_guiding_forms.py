@@ -129,7 +129,7 @@ def test_saving_a_postback_identical_to_another_warns(client, manager, app):
 
 
 def test_a_partner_configuration_shows_the_partners_fields_once_picked_then_offers_its_postbacks(
-    client, manager, app, partner
+    client, manager, support, app, partner
 ):
     client.force_login(manager)
     add = reverse("admin:postbacks_partnerconfiguration_add")
@@ -160,6 +160,10 @@ def test_a_partner_configuration_shows_the_partners_fields_once_picked_then_offe
     change = client.get(reverse("admin:postbacks_partnerconfiguration_change", args=[config.pk])).content.decode()
     assert reverse("admin:postbacks_postbackconfiguration_change", args=[postback.pk]) in change
     assert "Add purchase postback" in change and "Add install postback" not in change
+    client.force_login(support)  # reads the list; may not add postbacks, so is not offered to
+    read_only = client.get(reverse("admin:postbacks_partnerconfiguration_change", args=[config.pk])).content.decode()
+    assert reverse("admin:postbacks_postbackconfiguration_change", args=[postback.pk]) in read_only
+    assert "Add purchase postback" not in read_only
 
 
 @pytest.fixture
