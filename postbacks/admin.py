@@ -25,7 +25,7 @@ from postbacks.forms import (
     delivery_method_applies,
     supply_network_data_applies,
 )
-from postbacks.models import Attempt, Delivery, PartnerConfiguration, PostbackConfiguration
+from postbacks.models import Attempt, Delivery, Erasure, PartnerConfiguration, PostbackConfiguration
 from postbacks.rendering import RenderError, render_postback, requirement_problems, sample_values
 from postbacks.selectors import WINDOWS, deliveries_matching, delivery_stats, postback_duplicates
 from postbacks.sending import mask, masked_headers, secret_values_of, verdict_for
@@ -712,3 +712,13 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
         if not delivery.url:
             return "—"
         return _pre(request_text(**_parts(delivery), secrets=secret_values_of(delivery.configuration)))
+
+
+@admin.register(Erasure)
+class ErasureAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
+    """Erasure requests of the user's accounts' apps, as the API recorded them: never the ids in clear."""
+
+    list_display = ["id", "app", "status", "requested_at", "completed_at", "counts"]
+    list_filter = ["status", ("app", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["app"]
+    fields = ["id", "app", "status", "id_hashes", "counts", "requested_at", "cutoff_at", "completed_at"]

@@ -1,5 +1,3 @@
-"""A real headless browser (Debian's chromium, via selenium) for the browser tests."""
-
 import os
 import shutil
 
@@ -11,6 +9,7 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 @pytest.fixture
 def browser():
+    """Debian's headless chromium driven by selenium; a failure under CI=true when it is missing."""
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         if os.environ.get("CI") == "true":
             pytest.fail("chromium and chromium-driver must be installed under CI=true (.ci/run installs them)")

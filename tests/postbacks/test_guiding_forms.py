@@ -13,10 +13,10 @@ from django.urls import reverse
 from events.services import EventInput
 from partners.models import Partner
 from postbacks.forms import SESSION_BEGIN_RULE
+from postbacks.ingest import events_ingest
 from postbacks.models import Delivery, PostbackConfiguration
 from postbacks.sending import deliveries_claim, deliveries_send
 from project import clock
-from project.ingest import event_ingest
 from tests import factories
 from tests.receiver import Reply
 
@@ -174,7 +174,7 @@ def log(app, partner, receiver, allow_private):
         factories.make_custom_postback(app, url=receiver.url + "/a", title="first", retry_attempts=0)
         factories.make_custom_postback(app, url="http://localhost:1/b", title="second", retry_attempts=2)
         data = EventInput(event_id="e1", name="install", device_ids={"adid": "dev-adid-77"}, occurred_at=T0)
-        event = event_ingest(app=app, data=data).event
+        event = events_ingest(app=app, items=[data])[0].event
         deliveries_send(claim=deliveries_claim(limit=10))
     return {
         "failed": Delivery.objects.get(event=event, configuration__title="first"),
