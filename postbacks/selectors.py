@@ -74,6 +74,7 @@ def postback_duplicates(*, configuration: PostbackConfiguration) -> QuerySet:
 
 
 _HEX_PREFIX = re.compile(r"[0-9a-f]{4,32}")
+SEARCH_MATCHES = 1000  # events or devices one search term may name (one per app at most, in practice)
 
 
 def deliveries_matching(*, deliveries: QuerySet, apps: QuerySet, term: str) -> QuerySet:
@@ -83,10 +84,12 @@ def deliveries_matching(*, deliveries: QuerySet, apps: QuerySet, term: str) -> Q
     term = term.strip()
     if not term:
         return deliveries
-    found = Q(event_id__in=Event.objects.filter(app__in=apps, event_id=term).values("pk")) | Q(
-        device_id__in=DeviceIdentifier.objects.filter(app__in=apps, kind__in=DEVICE_ID_KINDS, value=term).values(
-            "device_id"
-        )
+    # Ids fetched first, so that each part is an index condition on the log (an OR of subqueries
+    # would have the database test every delivery row against them).
+    events = Event.objects.filter(app__in=apps, event_id=term).values_list("pk", flat=True)
+    identifiers = DeviceIdentifier.objects.filter(app__in=apps, kind__in=DEVICE_ID_KINDS, value=term)
+    found = Q(event_id__in=list(events[:SEARCH_MATCHES])) | Q(
+        device_id__in=list(identifiers.values_list("device_id", flat=True)[:SEARCH_MATCHES])
     )
     digits = term.replace("-", "").lower()
     if _HEX_PREFIX.fullmatch(digits):
