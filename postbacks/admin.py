@@ -10,6 +10,7 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from events.admin_scoping import ReadOnlyAdminMixin, ScopedModelAdmin
 from events.models import App
@@ -150,7 +151,7 @@ class PartnerConfigurationAdmin(ScopedModelAdmin):
                 )
             ),
         )
-        return format_html("<ul>{}</ul>", rows) if rows else format_html("<p>None yet.</p>")
+        return format_html("<ul>{}</ul>", rows) if rows else mark_safe("<p>None yet.</p>")
 
     @admin.display(description="postbacks")
     def postbacks_overview(self, config: PartnerConfiguration) -> str:
