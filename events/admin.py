@@ -10,6 +10,7 @@ from django.utils.html import format_html, format_html_join
 from events.admin_scoping import ReadOnlyAdminMixin, ScopedModelAdmin, ScopedTabularInline
 from events.models import Account, App, Click, CustomEvent, Device, DeviceIdentifier, Event, Tracker
 from events.services import app_issue_api_key
+from project.dates import iso_utc
 
 
 @admin.register(Account)
@@ -98,7 +99,7 @@ class AppAdmin(ScopedModelAdmin):
 
     @admin.display(description="API key")
     def api_key_display(self, app: App) -> str:
-        rotated = f", rotated {app.api_key_rotated_at:%Y-%m-%d %H:%M} UTC" if app.api_key_rotated_at else ""
+        rotated = f", rotated {iso_utc(app.api_key_rotated_at)}" if app.api_key_rotated_at else ""
         return format_html(
             "<code>{}…</code> (only the start is kept{}). "
             "Use the list's “Rotate the API key” action to issue a new one.",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
@@ -9,13 +10,22 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from events.admin_scoping import ReadOnlyAdminMixin, ScopedModelAdmin
+from events.models import App
 from events.scoping import visible_to
 from partners.admin import warn_if_illustrative
 from partners.models import Partner
 from postbacks import alerts, http
-from postbacks.forms import FIELD_INPUT_PREFIX, PartnerConfigurationForm, PostbackConfigurationForm, chosen_object
+from postbacks.forms import (
+    FIELD_INPUT_PREFIX,
+    PartnerConfigurationForm,
+    PostbackConfigurationForm,
+    chosen_object,
+    delivery_method_applies,
+    supply_network_data_applies,
+)
 from postbacks.models import (
     Alert,
     AlertRules,
@@ -27,18 +37,26 @@ from postbacks.models import (
     PostbackConfiguration,
 )
 from postbacks.rendering import RenderError, render_postback, requirement_problems, sample_values
-from postbacks.selectors import WINDOWS, delivery_stats, undelivered
+from postbacks.selectors import WINDOWS, deliveries_matching, delivery_stats, postback_duplicates, undelivered
 from postbacks.sending import mask, masked_headers, secret_values_of, verdict_for
 from postbacks.services import deliveries_resend, postback_send_test
 from project import clock
+from project.dates import iso_utc
 
 OVERRIDE_FIELDS = ["endpoint_base", "fixed_parameters"]
+LAST_ERROR_SHOWN = 60  # characters of a delivery's last error in the log's list (all of it on hover)
 OVERRIDES_TITLE = "Overrides (optional)"
 OVERRIDES_DESCRIPTION = (
     "What this measurement platform sends to the partner, changed without a code change: the endpoint base replaces "
     "the scheme and host of every template's URL and goes before its path; each fixed parameter is sent with every "
     "request, replacing the template's parameter of the same name. See docs/partner-templates.md."
 )
+
+
+def partner_hint(partner: Partner) -> str:
+    """What the partner's fields are for, in words, above them."""
+    where = f" Its documentation: {partner.website}" if partner.website else ""
+    return f"The values {partner.name} gave you for this app; each field says where to find it.{where}"
 
 
 @admin.register(PartnerConfiguration)
@@ -62,16 +80,32 @@ class PartnerConfigurationAdmin(ScopedModelAdmin):
                 *fieldsets,
                 ("Network-specific fields", {"fields": ["field_values_display"]}),
                 (OVERRIDES_TITLE, {"fields": OVERRIDE_FIELDS, "description": OVERRIDES_DESCRIPTION}),
+                ("Postbacks on this configuration", {"fields": [self._postbacks_field(request)]}),
             ]
         form_class = self.get_form(request, obj)
         data = request.POST if request.method == "POST" else None
         form = form_class(data=data, instance=obj, initial=request.GET.dict())
         network_fields = [name for name in form.fields if name.startswith(FIELD_INPUT_PREFIX)]
         if network_fields:
-            fieldsets.append(("Network-specific fields", {"fields": network_fields}))
+            fieldsets.append(
+                (
+                    f"{form.partner.name}: network-specific fields",
+                    {"fields": network_fields, "description": partner_hint(form.partner)},
+                )
+            )
         if form.partner is not None:
             fieldsets.append((OVERRIDES_TITLE, {"fields": OVERRIDE_FIELDS, "description": OVERRIDES_DESCRIPTION}))
+        if obj is not None:
+            fieldsets.append(("Postbacks on this configuration", {"fields": [self._postbacks_field(request)]}))
         return fieldsets
+
+    def _postbacks_field(self, request) -> str:
+        """The configuration's postbacks, with links to add the missing ones for who may add them."""
+        may_add = request.user.has_perm("postbacks.add_postbackconfiguration")
+        return "postbacks_overview" if may_add else "postbacks_list"
+
+    class Media:
+        js = ["postbacks/admin.js"]
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         warn_if_illustrative(request, obj.partner if obj is not None else context["adminform"].form.partner)
@@ -79,7 +113,59 @@ class PartnerConfigurationAdmin(ScopedModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         # Moving a configuration to another app or partner would silently re-point its postbacks.
-        return ["app", "partner", "field_values_display"] if obj is not None else []
+        if obj is None:
+            return []
+        return ["app", "partner", "field_values_display", "postbacks_overview", "postbacks_list"]
+
+    def response_add(self, request, obj, post_url_continue=None):
+        may_add = request.user.has_perm("postbacks.add_postbackconfiguration")
+        links = self._add_postback_links(obj) if may_add else []
+        if links:
+            self.message_user(
+                request,
+                format_html("Next, add its postbacks: {}.", format_html_join(" · ", '<a href="{}">{}</a>', links)),
+                messages.INFO,
+            )
+        return super().response_add(request, obj, post_url_continue)
+
+    def _add_postback_links(self, config: PartnerConfiguration) -> list[tuple[str, str]]:
+        """(prefilled add URL, text) for each event of the app the partner has a template for and
+        this configuration has no postback for yet."""
+        have = set(config.postbacks.values_list("event", flat=True))
+        add_url = reverse("admin:postbacks_postbackconfiguration_add")
+        links = []
+        for event in config.app.event_names():
+            if event in have or config.partner.template_for_event(event) is None:
+                continue
+            query = urlencode(
+                {"app": config.app_id, "event": event, "kind": "certified", "partner_configuration": config.pk}
+            )
+            links.append((f"{add_url}?{query}", f"Add {event} postback"))
+        return links
+
+    @admin.display(description="postbacks")
+    def postbacks_list(self, config: PartnerConfiguration) -> str:
+        rows = format_html_join(
+            "",
+            '<li><a href="{}">{}</a> — {}{}</li>',
+            (
+                (
+                    reverse("admin:postbacks_postbackconfiguration_change", args=[postback.pk]),
+                    str(postback),
+                    postback.fires_on,
+                    "" if postback.status == postback.Status.ACTIVE else " (inactive)",
+                )
+                for postback in config.postbacks.select_related("partner_configuration__partner").order_by(
+                    "event", "pk"
+                )
+            ),
+        )
+        return format_html("<ul>{}</ul>", rows) if rows else mark_safe("<p>None yet.</p>")
+
+    @admin.display(description="postbacks")
+    def postbacks_overview(self, config: PartnerConfiguration) -> str:
+        adds = format_html_join(" ", '<a class="addlink" href="{}">{}</a>', self._add_postback_links(config))
+        return format_html("{}{}", self.postbacks_list(config), adds)
 
     @admin.display(description="values")
     def field_values_display(self, config: PartnerConfiguration) -> str:
@@ -132,7 +218,7 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
         "status",
         "delay_seconds",
         "retry_attempts",
-        "delivery_method",
+        "delivery_method_display",
         "updated_at",
         "alert_status",
     ]
@@ -222,33 +308,109 @@ class PostbackConfigurationAdmin(ScopedModelAdmin):
         )
 
     def get_fieldsets(self, request, obj=None):
+        """Only the part of the chosen kind (the instance's, else the one posted or asked for
+        with ?kind=); both while none is chosen, for the form's script to show one live. The
+        delivery method and supply network data only where they apply to the chosen partner."""
+        kind = self.chosen_kind(request, obj)
+        partner = self.chosen_partner(request, obj, kind)
         if obj is not None and not self.has_change_permission(request, obj):
             secret_fields = ["signing_secret_display"]  # read-only: masked, as partner secrets are
         elif obj is not None and obj.signing_secret:
             secret_fields = ["signing_secret", "remove_signing_secret"]
         else:
             secret_fields = ["signing_secret"]
+        main = ["app", "event", "kind", "status", "title", "match_event"]
         fieldsets = [
-            (None, {"fields": ["app", "event", "kind", "status", "title", "match_event"]}),
-            (
-                "Certified postback (endpoint and parameters from the partner's managed template)",
-                {"fields": ["partner_configuration", "partner_event_name", "delivery_method"]},
-            ),
-            (
-                "Custom postback (your own endpoint)",
-                {"fields": ["destination_url", "method", "macros", *secret_fields]},
-            ),
-            ("Conditions (all must hold for the postback to fire)", {"fields": ["conditions"]}),
-            ("Delivery", {"fields": ["supply_network_data", "delay_seconds", "retry_attempts"]}),
+            (None, {"fields": main, "description": "" if kind else "Choose the kind first: its settings follow."})
         ]
         if obj is not None:
             fieldsets.append(("Preview: the request a sample event would produce", {"fields": ["request_preview"]}))
+        if kind in (None, PostbackConfiguration.Kind.CERTIFIED):
+            certified = ["partner_configuration", "partner_event_name"]
+            if delivery_method_applies(kind=kind, partner=partner):
+                certified.append("delivery_method")
+            fieldsets.append(
+                (
+                    "Certified postback (endpoint and parameters from the partner's managed template)",
+                    {"fields": certified, "classes": ["postback-kind", "postback-kind-certified"]},
+                )
+            )
+        if kind in (None, PostbackConfiguration.Kind.CUSTOM):
+            fieldsets.append(
+                (
+                    "Custom postback (your own endpoint)",
+                    {
+                        "fields": ["destination_url", "method", "macros", *secret_fields],
+                        "classes": ["postback-kind", "postback-kind-custom"],
+                    },
+                )
+            )
+        delivery = ["delay_seconds", "retry_attempts"]
+        if supply_network_data_applies(kind=kind, partner=partner):
+            delivery.insert(0, "supply_network_data")
+        fieldsets += [
+            ("Conditions (all must hold for the postback to fire)", {"fields": ["conditions"]}),
+            ("Delivery", {"fields": delivery}),
+        ]
         return fieldsets
+
+    class Media:
+        css = {"all": ["postbacks/admin.css"]}
+        js = ["postbacks/admin.js"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        duplicates = list(postback_duplicates(configuration=obj)[:3])
+        if duplicates:
+            links = format_html_join(
+                ", ",
+                '<a href="{}">{}</a>',
+                (
+                    (reverse("admin:postbacks_postbackconfiguration_change", args=[other.pk]), str(other))
+                    for other in duplicates
+                ),
+            )
+            self.message_user(
+                request,
+                format_html("Saved, but it is identical to {}: each event would be sent twice.", links),
+                messages.WARNING,
+            )
+
+    @admin.display(description="delivery method", ordering="delivery_method")
+    def delivery_method_display(self, postback: PostbackConfiguration) -> str:
+        partner = postback.partner
+        if not delivery_method_applies(kind=postback.kind, partner=partner) or partner is None:
+            return "—"
+        return postback.get_delivery_method_display()
+
+    def chosen_kind(self, request, obj) -> str | None:
+        """The kind posted, else asked for (?kind=, also how the script switches a saved one), else the instance's."""
+        kinds = PostbackConfiguration.Kind.values
+        for value in (request.POST.get("kind"), request.GET.get("kind"), obj.kind if obj is not None else None):
+            if value in kinds:
+                return value
+        return None
+
+    def chosen_partner(self, request, obj, kind: str | None) -> Partner | None:
+        if kind != PostbackConfiguration.Kind.CERTIFIED:
+            return None
+        raw = request.POST.get("partner_configuration") or request.GET.get("partner_configuration")
+        if raw is None and obj is not None:
+            return obj.partner
+        if not raw or not str(raw).isdigit():
+            return None
+        configurations = visible_to(PartnerConfiguration.objects.select_related("partner"), request.user)
+        chosen = configurations.filter(pk=raw).first()
+        return chosen.partner if chosen is not None else None
 
     def get_readonly_fields(self, request, obj=None):
         return ["app", "request_preview", "signing_secret_display"] if obj is not None else []
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        form = context["adminform"].form
+        if obj is not None and not form.is_bound and "kind" in form.fields:
+            # ?kind= switches a saved postback's form: its kind select says so too.
+            form.initial["kind"] = self.chosen_kind(request, obj)
         partner = obj.partner if obj is not None else None
         if partner is None and "adminform" in context:
             form = context["adminform"].form
@@ -411,13 +573,19 @@ class AttemptInline(ReadOnlyAdminMixin, admin.StackedInline):
     fields = ["summary", "request_display", "response_display"]
     readonly_fields = fields
     ordering = ["-number"]
+    # Headed "Attempt n of m", m the delivery's maximum now (a resend raises it).
+    template = "admin/postbacks/delivery/attempts_inline.html"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("delivery")
 
     @admin.display(description="attempt")
     def summary(self, attempt: Attempt) -> str:
         return format_html(
-            "#{} at {} UTC · {} ms · <strong>{}</strong>{}",
+            "Attempt {} of {} at {} · {} ms · <strong>{}</strong>{}",
             attempt.number,
-            f"{attempt.started_at:%Y-%m-%d %H:%M:%S}",
+            attempt.delivery.max_attempts,
+            iso_utc(attempt.started_at),
             attempt.duration_ms,
             attempt.get_outcome_display(),
             f" · {attempt.error}" if attempt.error else "",
@@ -440,7 +608,7 @@ class AttemptInline(ReadOnlyAdminMixin, admin.StackedInline):
 class ResendFailedForm(forms.Form):
     configuration = forms.ModelChoiceField(queryset=PostbackConfiguration.objects.none(), required=False)
     partner = forms.ModelChoiceField(queryset=Partner.objects.none(), required=False)
-    since = forms.DateTimeField(help_text="UTC, e.g. 2026-11-23 08:00")
+    since = forms.DateTimeField(help_text="ISO 8601, UTC, e.g. 2026-11-23T08:00:00Z (or 2026-11-23 08:00)")
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
@@ -463,12 +631,19 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
 
     change_list_template = "admin/postbacks/delivery/change_list.html"
 
+    change_form_template = "admin/postbacks/delivery/change_form.html"
+
+    class Media:
+        css = {"all": ["postbacks/admin.css"]}
+
     def get_urls(self):
         resend = self.admin_site.admin_view(self.resend_failed_view)
         stats = self.admin_site.admin_view(self.stats_view)
         waiting = self.admin_site.admin_view(self.undelivered_view)
+        resend_one = self.admin_site.admin_view(self.resend_one_view)
         return [
             path("undelivered/", waiting, name="postbacks_delivery_undelivered"),
+            path("<int:object_id>/resend/", resend_one, name="postbacks_delivery_resend"),
             path("resend-failed/", resend, name="postbacks_delivery_resend_failed"),
             path("stats/", stats, name="postbacks_delivery_stats"),
             *super().get_urls(),
@@ -528,6 +703,19 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
         }
         return TemplateResponse(request, "admin/postbacks/delivery/undelivered.html", context)
 
+    def resend_one_view(self, request, object_id: int):
+        """The delivery page's Resend button: this delivery, sent again now."""
+        delivery = self.get_object(request, str(object_id))
+        if delivery is None:
+            raise Http404
+        if request.method != "POST" or not self.has_resend_permission(request):
+            raise PermissionDenied
+        if deliveries_resend(deliveries=[delivery]):
+            self.message_user(request, "Scheduled to be sent again now, with the same delivery id.")
+        else:
+            self.message_user(request, "Not resent: a skipped delivery has no request to send.", messages.WARNING)
+        return HttpResponseRedirect(reverse("admin:postbacks_delivery_change", args=[delivery.pk]))
+
     def resend_failed_view(self, request):
         """Resend every failed delivery of a configuration or a partner since a time (after an outage)."""
         if not self.has_resend_permission(request):
@@ -557,9 +745,10 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
         "event_name",
         "target",
         "app",
-        "status",
+        "status_display",
         "attempts",
         "last_status_code",
+        "last_error_display",
         "due_at",
         "created_at",
     ]
@@ -571,14 +760,15 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
         ("configuration__partner_configuration__partner", admin.RelatedOnlyFieldListFilter),
         ("app", admin.RelatedOnlyFieldListFilter),
     ]
-    search_fields = ["=delivery_id", "=event__event_id", "=device__identifiers__value"]
+    search_fields = ["delivery_id"]  # shows the search box; get_search_results does the search
+    search_help_text = "A delivery id or the short id shown, an event id, a device id, or a destination host."
     list_select_related = ["event", "app", "configuration__partner_configuration__partner"]
     ordering = ["-pk"]
     inlines = [AttemptInline]
     actions = ["resend"]
     fields = [
         "delivery_id",
-        "status",
+        "status_display",
         "skip_reason",
         "withheld",
         "last_error",
@@ -594,6 +784,23 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
         "request_display",
     ]
     readonly_fields = fields
+
+    def get_search_results(self, request, queryset, search_term):
+        apps = visible_to(App.objects.all(), request.user)
+        return deliveries_matching(deliveries=queryset, apps=apps, term=search_term), False
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, delivery: Delivery) -> str:
+        return format_html(
+            '<span class="delivery-status delivery-status-{}">{}</span>', delivery.status, delivery.get_status_display()
+        )
+
+    @admin.display(description="last error")
+    def last_error_display(self, delivery: Delivery) -> str:
+        text = delivery.last_error or delivery.skip_reason
+        if len(text) <= LAST_ERROR_SHOWN:
+            return text or "—"
+        return format_html('<span title="{}">{}…</span>', text, text[: LAST_ERROR_SHOWN - 1])
 
     def has_resend_permission(self, request):
         return request.user.has_perm("postbacks.resend_delivery")

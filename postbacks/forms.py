@@ -1,12 +1,35 @@
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.utils.functional import cached_property
 
-from partners.macros import MACROS
+from partners.macros import MACRO_GROUPS
+from partners.models import Partner
 from postbacks.models import PartnerConfiguration, PostbackConfiguration
 
 FIELD_INPUT_PREFIX = "field__"
+SESSION_BEGIN_RULE = (
+    "session_begin is sent at most once per device in each 24-hour period after the install (or the latest "
+    "reengagement), never in the first 24 hours, and never for a device with no recorded install."
+)
+
+
+def delivery_method_applies(*, kind: str | None, partner: Partner | None) -> bool:
+    """Whether a postback's delivery method means anything: only a certified network's or agency's
+    (None: not chosen yet, so it may)."""
+    if kind == PostbackConfiguration.Kind.CUSTOM:
+        return False
+    return partner is None or partner.kind != Partner.Kind.ANALYTICS
+
+
+def supply_network_data_applies(*, kind: str | None, partner: Partner | None) -> bool:
+    """Whether "supply network data" means anything: custom postbacks and analytics partners only
+    (networks and agencies see attribution data for what they drove, see rendering.shareable_values)."""
+    if kind == PostbackConfiguration.Kind.CUSTOM or partner is None:
+        return True
+    return partner.kind == Partner.Kind.ANALYTICS
 
 
 def chosen_object(form: forms.ModelForm, name: str):
@@ -27,6 +50,11 @@ def chosen_object(form: forms.ModelForm, name: str):
         return None
 
 
+def inner_widget(field: forms.Field) -> forms.Widget:
+    """The widget that renders the input: the admin wraps a foreign key's in one that adds links."""
+    return getattr(field.widget, "widget", field.widget)
+
+
 class PartnerConfigurationForm(forms.ModelForm):
     """Pick the partner, then fill its network-specific fields (they appear once it is chosen)."""
 
@@ -44,7 +72,11 @@ class PartnerConfigurationForm(forms.ModelForm):
         self.partner = chosen_object(self, "partner")
         self.audit_masked_fields = []
         if "partner" in self.fields:
-            self.fields["partner"].help_text = "Choose the partner and save: its network-specific fields appear below."
+            # The page reloads with ?partner= (keeping the app) when one is picked: its fields follow.
+            self.fields["partner"].help_text = "Choose the partner: its network-specific fields appear below."
+            inner_widget(self.fields["partner"]).attrs["data-reload-on-change"] = "1"
+        if "app" in self.fields:
+            inner_widget(self.fields["app"]).attrs["data-reload-keep"] = "1"
         if self.partner is None:
             return
         stored = self.instance.field_values or {}
@@ -101,11 +133,14 @@ class PartnerConfigurationForm(forms.ModelForm):
 
 class PostbackConfigurationForm(forms.ModelForm):
     macros = forms.MultipleChoiceField(
-        choices=[(macro.name, f"{{{macro.name}}} — {macro.description}") for macro in MACROS],
+        choices=[
+            (title, [(macro.name, f"{{{macro.name}}} — {macro.description}") for macro in macros])
+            for title, macros in MACRO_GROUPS
+        ],
         required=False,
-        widget=forms.CheckboxSelectMultiple,
+        widget=forms.CheckboxSelectMultiple(attrs={"class": "macro-choices"}),
         help_text="Custom: each selected macro is appended to the destination URL as name=value "
-        "(a POST also carries them in its JSON body; a signed POST only there).",
+        "(a POST also carries them in its JSON body; a signed POST only there). Type in the filter box to find one.",
     )
     remove_signing_secret = forms.BooleanField(
         required=False, label="Remove the stored signing secret", help_text="Requests are then sent unsigned."
@@ -148,13 +183,22 @@ class PostbackConfigurationForm(forms.ModelForm):
             )
             if self.instance.signing_secret:
                 field.help_text += " A secret is stored; leave empty to keep it."
+        if "supply_network_data" in self.fields:
+            field = self.fields["supply_network_data"]
+            field.label = "Supply network data"
+            field.help_text = (
+                "Custom postbacks and analytics partners: send attribution data (network, campaign, click…); "
+                "unticked, it is sent empty. A network or agency gets it for what it drove only."
+            )
+        if "event" in self.fields:
+            self.fields["event"].help_text = f"{self.fields['event'].help_text} {SESSION_BEGIN_RULE}"
         app = chosen_object(self, "app")
         if app is None:
             return
         events = [(name, name) for name in app.event_names()]
         if "event" in self.fields:
             self.fields["event"] = forms.ChoiceField(
-                choices=events, label="Event", help_text="Declare custom events on the app first."
+                choices=events, label="Event", help_text=f"Declare custom events on the app first. {SESSION_BEGIN_RULE}"
             )
         if "match_event" in self.fields:
             self.fields["match_event"] = forms.ChoiceField(
@@ -166,6 +210,10 @@ class PostbackConfigurationForm(forms.ModelForm):
         if "partner_configuration" in self.fields:
             field = self.fields["partner_configuration"]
             field.queryset = field.queryset.filter(app=app).select_related("partner", "app")
+            # For the form's script: which rows apply follows the chosen partner's kind.
+            inner_widget(field).attrs["data-partner-kinds"] = json.dumps(
+                {str(config.pk): config.partner.kind for config in field.queryset}
+            )
 
     def clean(self):
         cleaned = super().clean()

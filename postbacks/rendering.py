@@ -190,6 +190,25 @@ def with_overrides(
     return url_template, query, body
 
 
+def destination_host(configuration: PostbackConfiguration) -> str:
+    """The host a configuration's postbacks go to, lower-case ("" when it has none). Fixed per
+    configuration: a placeholder never stands in a host (url_authority_problem)."""
+    if configuration.kind == PostbackConfiguration.Kind.CUSTOM:
+        url = configuration.destination_url
+    else:
+        partner_configuration = configuration.partner_configuration
+        template = (
+            partner_configuration.partner.template_for_event(configuration.fires_on) if partner_configuration else None
+        )
+        if template is None:
+            return ""
+        url = partner_configuration.endpoint_base or template.url_template
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
 def sample_values(*, configuration: PostbackConfiguration) -> dict[str, str]:
     """Macro values of a made-up event, as the preview shows them (attributed to the partner)."""
     values = dict(SAMPLE_VALUES)

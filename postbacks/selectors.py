@@ -3,14 +3,19 @@ figures of the delivery statistics page (selectors read; services and sending wr
 
 from __future__ import annotations
 
+import re
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.functions import TruncHour
 
+from events.models import DEVICE_ID_KINDS, DeviceIdentifier, Event
 from postbacks.leases import claim_lease
-from postbacks.models import AlertState, Attempt, Delivery
+from postbacks.models import AlertState, Attempt, Delivery, PostbackConfiguration
+from postbacks.rendering import destination_host
 from project import clock
 
 SAMPLE_LIMIT = 20_000  # percentiles come from the newest attempts, not from a full scan
@@ -73,6 +78,59 @@ def workers_stalled(*, after: timedelta) -> bool:
         return False
     last = Attempt.objects.order_by("-pk").values_list("started_at", flat=True).first()
     return last is None or last <= now - after
+
+
+def postback_duplicates(*, configuration: PostbackConfiguration) -> QuerySet:
+    """Other postbacks that send the same thing: same app, event, kind, destination (URL or partner
+    configuration) and method."""
+    return PostbackConfiguration.objects.filter(
+        app_id=configuration.app_id,
+        event=configuration.event,
+        kind=configuration.kind,
+        partner_configuration_id=configuration.partner_configuration_id,
+        destination_url=configuration.destination_url,
+        method=configuration.method,
+    ).exclude(pk=configuration.pk)
+
+
+_HEX_PREFIX = re.compile(r"[0-9a-f]{4,32}")
+SEARCH_MATCHES = 1000  # events or devices one search term may name (one per app at most, in practice)
+
+
+def deliveries_matching(*, deliveries: QuerySet, apps: QuerySet, term: str) -> QuerySet:
+    """The deliveries a support search finds: by delivery id or its start (the short id the log
+    shows), event id, device id, or destination host. Each through an index: a delivery id
+    range, and the events, devices and configurations of `apps` looked up first."""
+    term = term.strip()
+    if not term:
+        return deliveries
+    # Ids fetched first, so that each part is an index condition on the log (an OR of subqueries
+    # would have the database test every delivery row against them).
+    events = Event.objects.filter(app__in=apps, event_id=term).values_list("pk", flat=True)
+    identifiers = DeviceIdentifier.objects.filter(app__in=apps, kind__in=DEVICE_ID_KINDS, value=term)
+    found = Q(event_id__in=list(events[:SEARCH_MATCHES])) | Q(
+        device_id__in=list(identifiers.values_list("device_id", flat=True)[:SEARCH_MATCHES])
+    )
+    digits = term.replace("-", "").lower()
+    if _HEX_PREFIX.fullmatch(digits):
+        # UUIDs sort as their hex digits do, on PostgreSQL and SQLite alike.
+        low, high = uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
+        found |= Q(delivery_id__gte=low, delivery_id__lte=high)
+    try:
+        host = (urlsplit(term).hostname if "//" in term else term.lower()) or ""
+    except ValueError:  # e.g. an unclosed [ of an IPv6 address
+        host = ""
+    if "." in host or host == "localhost":
+        configurations = PostbackConfiguration.objects.filter(app__in=apps).select_related(
+            "partner_configuration__partner"
+        )
+        matching = [
+            configuration.pk
+            for configuration in configurations.prefetch_related("partner_configuration__partner__templates")
+            if destination_host(configuration) == host
+        ]
+        found |= Q(configuration_id__in=matching)
+    return deliveries.filter(found)
 
 
 @dataclass

@@ -223,6 +223,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Dates and times in ISO 8601, UTC, wherever the admin shows one (project/formats/en/formats.py).
+FORMAT_MODULE_PATH = "project.formats"
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"

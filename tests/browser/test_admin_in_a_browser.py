@@ -4,8 +4,6 @@ delivery with its response in the log; and a failing partner raises an alert tha
 webhook and pauses the postback, which Resume sends again."""
 
 import json
-import os
-import shutil
 import urllib.request
 
 import pytest
@@ -15,30 +13,8 @@ from tests.receiver import Receiver, Reply
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 API_KEY = "pbk_browser_key_0123456789abcdefgh"
 PASSWORD = "browser-test-password-1"
-
-
-@pytest.fixture
-def browser():
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium and chromium-driver must be installed under CI=true (.ci/run installs them)")
-        pytest.skip("chromium / chromedriver not installed (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.implicitly_wait(5)
-    yield driver
-    driver.quit()
 
 
 def log_in(browser, base: str) -> None:
