@@ -17,7 +17,7 @@ from partners.models import Partner
 from postbacks import http
 from postbacks.dashboard import chart_specs, docs_pages
 from postbacks.forms import FIELD_INPUT_PREFIX, PartnerConfigurationForm, PostbackConfigurationForm, chosen_object
-from postbacks.models import Attempt, Delivery, DeliveryMinute, PartnerConfiguration, PostbackConfiguration
+from postbacks.models import Attempt, Delivery, PartnerConfiguration, PostbackConfiguration
 from postbacks.rendering import RenderError, render_postback, requirement_problems, sample_values
 from postbacks.sending import mask, masked_headers, secret_values_of, verdict_for
 from postbacks.services import deliveries_resend, postback_send_test
@@ -385,21 +385,16 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
         configuration, from the per-minute rollups (postbacks/statistics.py)."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        deliveries = self.get_queryset(request)
-        minutes = visible_to(DeliveryMinute.objects.all(), request.user)
+        visible_configurations = visible_to(PostbackConfiguration.objects.all(), request.user)
+        configurations = visible_configurations
         partner_id, configuration_id = request.GET.get("partner"), request.GET.get("configuration")
         if configuration_id and configuration_id.isdigit():
-            deliveries = deliveries.filter(configuration_id=configuration_id)
-            minutes = minutes.filter(configuration_id=configuration_id)
+            configurations = configurations.filter(pk=configuration_id)
         elif partner_id and partner_id.isdigit():
-            deliveries = deliveries.filter(configuration__partner_configuration__partner_id=partner_id)
-            minutes = minutes.filter(configuration__partner_configuration__partner_id=partner_id)
+            configurations = configurations.filter(partner_configuration__partner_id=partner_id)
         window = request.GET.get("window", "24h")
         window = window if window in WINDOWS else "24h"
-        stats = delivery_stats(
-            minutes=minutes, deliveries=deliveries, since=clock.now() - WINDOWS[window], step=STEPS[window]
-        )
-        visible_configurations = visible_to(PostbackConfiguration.objects.all(), request.user)
+        stats = delivery_stats(configurations=configurations, since=clock.now() - WINDOWS[window], step=STEPS[window])
         context = {
             **self.admin_site.each_context(request),
             "title": "Delivery statistics",

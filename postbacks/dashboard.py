@@ -4,14 +4,13 @@ every figure from postbacks/statistics.py, confined to the accounts the user may
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 
 from events.scoping import visible_to
-from postbacks.models import Delivery, DeliveryMinute
-from postbacks.statistics import STEPS, DeliveryStats, Row, configurations_failing_now, delivery_stats
+from postbacks.models import PostbackConfiguration
+from postbacks.statistics import STEPS, WINDOWS, DeliveryStats, Row, configurations_failing_now, delivery_stats
 from project import clock
 
 DASHBOARD_WINDOW = "24h"
@@ -30,13 +29,12 @@ def dashboard_figures(*, user) -> Dashboard | None:
     may not see deliveries."""
     if not user.has_perm("postbacks.view_delivery"):
         return None
-    minutes = visible_to(DeliveryMinute.objects.all(), user)
-    deliveries = visible_to(Delivery.objects.all(), user)
+    configurations = visible_to(PostbackConfiguration.objects.all(), user)
     step = STEPS[DASHBOARD_WINDOW]
-    stats = delivery_stats(minutes=minutes, deliveries=deliveries, since=clock.now() - timedelta(hours=24), step=step)
+    stats = delivery_stats(configurations=configurations, since=clock.now() - WINDOWS[DASHBOARD_WINDOW], step=step)
     return Dashboard(
         stats=stats,
-        failing_now=configurations_failing_now(minutes=minutes, deliveries=deliveries),
+        failing_now=configurations_failing_now(configurations=configurations),
         charts=chart_specs(stats),
     )
 

@@ -17,7 +17,14 @@ from urllib.parse import urlsplit
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Trunc
 
-from postbacks.models import RESPONSE_BUCKETS_MS, Attempt, Delivery, PostbackConfiguration, response_bucket_fields
+from postbacks.models import (
+    RESPONSE_BUCKETS_MS,
+    Attempt,
+    Delivery,
+    DeliveryMinute,
+    PostbackConfiguration,
+    response_bucket_fields,
+)
 from postbacks.rollups import CAUSES
 from postbacks.selectors import backlog
 from project import clock
@@ -129,6 +136,7 @@ class DeliveryStats:
     series: list[dict]  # per step: at, delivered, failed, retried, p50_ms, p95_ms
     per_configuration: list[Row]
     per_partner: list[Row]
+    top_causes: dict[int, str] = field(default_factory=dict)  # configuration -> its most frequent cause
 
     @property
     def by_status(self) -> dict[str, int]:
@@ -158,11 +166,15 @@ def _sums() -> dict:
     return {name: Sum(name) for name in ["attempts", "duration_ms_sum", *response_bucket_fields()]}
 
 
-def delivery_stats(*, minutes: QuerySet, deliveries: QuerySet, since: datetime, step: str = "hour") -> DeliveryStats:
-    """Figures since `since` for the rollups and deliveries given (both already confined to
-    what the user may see, and to one partner or configuration when asked)."""
+def delivery_stats(*, configurations: QuerySet, since: datetime, step: str = "hour") -> DeliveryStats:
+    """Figures since `since` of the postback configurations given (those the user may see, or
+    one partner's or one configuration of them). Every read of the deliveries table names
+    the configurations, so an index narrows it (the partial index of unfinished deliveries,
+    or configuration, status, created_at): none scans the table."""
     now = clock.now()
-    window = minutes.filter(minute__gte=minute_floor(since))
+    ids = list(configurations.values_list("pk", flat=True))
+    deliveries = Delivery.objects.filter(configuration_id__in=ids)
+    window = DeliveryMinute.objects.filter(configuration_id__in=ids, minute__gte=minute_floor(since))
     rows = list(window.order_by().values("configuration_id", "outcome", "cause").annotate(**_sums()))
     retrying = dict(
         deliveries.filter(status__in=UNFINISHED, attempts__gt=0)
@@ -181,6 +193,7 @@ def delivery_stats(*, minutes: QuerySet, deliveries: QuerySet, since: datetime, 
     per_configuration: dict[int, Row] = {}
     per_partner: dict[str, Row] = {}
     causes: dict[str, list[int]] = {}
+    by_configuration_cause: dict[int, dict[str, int]] = {}
     for configuration_id, count in retrying.items():
         _row_of(per_configuration, per_partner, configurations[configuration_id], count)
     for row in rows:
@@ -189,8 +202,11 @@ def delivery_stats(*, minutes: QuerySet, deliveries: QuerySet, since: datetime, 
         for target in _row_of(per_configuration, per_partner, configuration, 0):
             target.tally.add(row)
         if row["outcome"] != DELIVERED:
-            counted = causes.setdefault(row["cause"] or "other", [0, 0])
+            cause = row["cause"] or "other"
+            counted = causes.setdefault(cause, [0, 0])
             counted[0 if row["outcome"] == FAILED else 1] += row["attempts"]
+            own = by_configuration_cause.setdefault(row["configuration_id"], {})
+            own[cause] = own.get(cause, 0) + row["attempts"]
     failures_by_cause = sorted(
         ((cause, CAUSES.get(cause, cause), failed, retried) for cause, (failed, retried) in causes.items()),
         key=lambda item: -(item[2] + item[3]),
@@ -209,6 +225,10 @@ def delivery_stats(*, minutes: QuerySet, deliveries: QuerySet, since: datetime, 
             per_configuration.values(), key=lambda row: -(row.tally.attempts + row.tally.retrying)
         ),
         per_partner=sorted(per_partner.values(), key=lambda row: -(row.tally.attempts + row.tally.retrying)),
+        top_causes={
+            configuration_id: CAUSES.get(top := max(counts, key=counts.get), top)
+            for configuration_id, counts in by_configuration_cause.items()
+        },
     )
 
 
@@ -278,19 +298,15 @@ def _series(window: QuerySet, *, since: datetime, now: datetime, step: str) -> l
     return series
 
 
-def configurations_failing_now(*, minutes: QuerySet, deliveries: QuerySet) -> list[Row]:
-    """Configurations whose attempts of the last FAILING_NOW mostly failed (or that have
-    deliveries retrying and delivered nothing in that time), worst first."""
-    recent = delivery_stats(minutes=minutes, deliveries=deliveries, since=clock.now() - FAILING_NOW, step="minute")
+def configurations_failing_now(*, configurations: QuerySet) -> list[Row]:
+    """Of the configurations given, those whose attempts of the last FAILING_NOW mostly failed
+    (or that have deliveries retrying and delivered nothing in that time), worst first."""
+    recent = delivery_stats(configurations=configurations, since=clock.now() - FAILING_NOW, step="minute")
     failing = []
     for row in recent.per_configuration:
         tally = row.tally
         not_delivered = tally.failed + tally.retried
         if not_delivered > tally.delivered or (tally.retrying and not tally.delivered):
-            causes = minutes.filter(
-                configuration_id=row.key, minute__gte=minute_floor(recent.since), outcome__in=[FAILED, RETRY]
-            )
-            top = causes.order_by().values("cause").annotate(n=Sum("attempts")).order_by("-n").first()
-            row.top_cause = CAUSES.get(top["cause"], top["cause"]) if top else ""
+            row.top_cause = recent.top_causes.get(row.key, "")
             failing.append(row)
     return sorted(failing, key=lambda row: -(row.tally.failed + row.tally.retried + row.tally.retrying))

@@ -1,40 +1,29 @@
 """The whole product driven in a real headless browser (Debian's chromium, via selenium):
-log in to the admin, create a custom postback, send an event through the API, and see the
-delivery with its response in the log."""
+log in to the admin, create a custom postback, send an event through the API, see the
+delivery with its response in the log, and see it counted on the dashboard's drawn chart."""
 
 import json
 import os
-import shutil
 import urllib.request
 
 import pytest
 
+from tests.browser.chromium import admin_login, charts_drawn, chromium_installed, chromium_start
 from tests.product import Processes, free_port, http_ok, import_config, manage, scratch_environment, wait_until
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 API_KEY = "pbk_browser_key_0123456789abcdefgh"
 PASSWORD = "browser-test-password-1"
 
 
 @pytest.fixture
 def browser():
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+    if not chromium_installed():
         if os.environ.get("CI") == "true":
             pytest.fail("chromium and chromium-driver must be installed under CI=true (.ci/run installs them)")
         pytest.skip("chromium / chromedriver not installed (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.implicitly_wait(5)
+    driver = chromium_start()
     yield driver
     driver.quit()
 
@@ -79,10 +68,7 @@ def test_create_a_postback_send_an_event_and_read_the_delivery_in_the_log(tmp_pa
         try:
             wait_until(lambda: http_ok(base + "/admin/login/"), timeout=30, message=processes.output("product"))
 
-            browser.get(base + "/admin/login/")
-            browser.find_element(By.NAME, "username").send_keys("manager")
-            browser.find_element(By.NAME, "password").send_keys(PASSWORD)
-            browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+            admin_login(browser, base, username="manager", password=PASSWORD)
             assert "Site administration" in browser.page_source or "Configuration and delivery" in browser.title
 
             # As the app page's "add a postback" link does: the app chosen, its events offered.
@@ -122,5 +108,17 @@ def test_create_a_postback_send_an_event_and_read_the_delivery_in_the_log(tmp_pa
             assert arrived.headers["x-delivery-id"] in page  # the delivery the receiver got
             assert "/from-browser?event_id=browser-1" in page  # what was sent
             assert "200" in page and "delivered" in page.lower()  # what the partner said
+
+            # The dashboard (the admin's index) counts it, and Chart.js, served from our own
+            # static files, drew both charts.
+            browser.get(base + "/admin/")
+            dashboard = browser.find_element(By.ID, "dashboard")
+            assert "1\ndelivered" in dashboard.text and "100.0 %" in dashboard.text
+            assert charts_drawn(browser) == ["3", "2"]  # outcomes: 3 data sets; response times: 2
+            assert browser.execute_script("return typeof Chart") == "function"
+            assert browser.find_element(By.ID, "chart-outcomes").size["height"] > 100
+            browser.get(base + "/admin/postbacks/delivery/stats/")
+            assert charts_drawn(browser) == ["3", "2"]
+            assert "Purchases to the warehouse" in browser.find_element(By.ID, "per-configuration").text
         finally:
             processes.stop_all()

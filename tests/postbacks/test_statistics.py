@@ -156,14 +156,18 @@ def test_statistics_of_one_configuration(client, support, traffic):
 
 def test_statistics_read_rollups_not_the_deliveries_table(client, support, traffic):
     """Attempts are never read; deliveries only through what an index narrows: the unfinished
-    ones (a partial index), the skipped ones of the window, the backlog."""
+    ones (a partial index) and the skipped ones of the window, of the user's configurations
+    (configuration, status, created_at)."""
     client.force_login(support)
     with CaptureQueriesContext(connection) as queries:
         stats_page(client)
     touched = [query["sql"] for query in queries.captured_queries]
     assert not [sql for sql in touched if '"postbacks_attempt"' in sql]
     on_deliveries = [sql for sql in touched if 'FROM "postbacks_delivery"' in sql]
-    assert on_deliveries and all('"postbacks_delivery"."status"' in sql for sql in on_deliveries)
+    assert on_deliveries and all(
+        '"postbacks_delivery"."status"' in sql and '"postbacks_delivery"."configuration_id" IN' in sql
+        for sql in on_deliveries
+    )
 
 
 def test_the_dashboard_shows_the_users_accounts_only(client, support, traffic):
