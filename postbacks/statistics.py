@@ -183,7 +183,7 @@ def delivery_stats(*, configurations: QuerySet, since: datetime, step: str = "ho
         .annotate(n=Count("pk"))
     )
     skipped = deliveries.filter(status=Delivery.Status.SKIPPED, created_at__gte=since).count()
-    configurations = (
+    named = (
         PostbackConfiguration.objects.select_related("app", "partner_configuration__partner")
         .filter(pk__in={row["configuration_id"] for row in rows} | set(retrying))
         .in_bulk()
@@ -195,11 +195,10 @@ def delivery_stats(*, configurations: QuerySet, since: datetime, step: str = "ho
     causes: dict[str, list[int]] = {}
     by_configuration_cause: dict[int, dict[str, int]] = {}
     for configuration_id, count in retrying.items():
-        _row_of(per_configuration, per_partner, configurations[configuration_id], count)
+        _row_of(per_configuration, per_partner, named[configuration_id], count)
     for row in rows:
         total.add(row)
-        configuration = configurations[row["configuration_id"]]
-        for target in _row_of(per_configuration, per_partner, configuration, 0):
+        for target in _row_of(per_configuration, per_partner, named[row["configuration_id"]], 0):
             target.tally.add(row)
         if row["outcome"] != DELIVERED:
             cause = row["cause"] or "other"

@@ -206,5 +206,11 @@ def test_the_docs_link_serves_the_projects_documentation(client, support):
     index = client.get(reverse("admin:postbacks_docs")).content.decode()
     assert "README.md" in index and "delivery.md" in index
     page = client.get(reverse("admin:postbacks_docs_page", args=["performance.md"])).content.decode()
-    assert "# Performance" in page
+    assert "Dashboard and statistics" in page
     assert client.get(reverse("admin:postbacks_docs_page", args=["settings.py"])).status_code == 404
+
+
+def test_no_dashboard_for_staff_who_may_not_see_deliveries(client, traffic):
+    client.force_login(factories.make_staff("visitor"))
+    html = client.get(reverse("admin:index")).content.decode()
+    assert 'id="dashboard"' not in html and "Warehouse" not in html
