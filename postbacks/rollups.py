@@ -8,11 +8,12 @@ configuration holds a handful of rows however many deliveries it sent.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import connection
 
 from postbacks.models import RESPONSE_BUCKETS_MS, Attempt, DeliveryMinute, response_bucket_fields
+from project import clock
 
 # Why an attempt did not deliver, as the statistics group failures.
 CAUSES = {
@@ -101,3 +102,9 @@ def _bucket_index(duration_ms: int) -> int:
         if duration_ms < bound:
             return index
     return len(RESPONSE_BUCKETS_MS)
+
+
+def rollups_purge(*, older_than: timedelta) -> int:
+    """Delete rollup minutes older than now - older_than (purge_deliveries keeps them at least
+    as long as the statistics' longest window). Returns the count."""
+    return DeliveryMinute.objects.filter(minute__lt=clock.now() - older_than).delete()[0]

@@ -214,3 +214,15 @@ def test_no_dashboard_for_staff_who_may_not_see_deliveries(client, traffic):
     client.force_login(factories.make_staff("visitor"))
     html = client.get(reverse("admin:index")).content.decode()
     assert 'id="dashboard"' not in html and "Warehouse" not in html
+
+
+def test_purge_keeps_the_rollups_of_the_longest_statistics_window(traffic):
+    from django.core.management import call_command
+
+    total = DeliveryMinute.objects.count()
+    with clock.frozen(T0 + timedelta(days=29)):
+        call_command("purge_deliveries", "--older-than", "1")
+    assert DeliveryMinute.objects.count() == total
+    with clock.frozen(T0 + timedelta(days=31)):
+        call_command("purge_deliveries", "--older-than", "1")
+    assert DeliveryMinute.objects.count() == 0
