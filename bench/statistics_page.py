@@ -142,19 +142,21 @@ def copy_rows(cursor, table: str, changes: dict[str, str], source: str, *, sourc
 
 def rollups_fill(cursor) -> None:
     """The rollups the attempts above would have made, grouped as rollups_record groups them."""
-    from postbacks.models import RESPONSE_BUCKETS_MS, response_bucket_fields
+    from postbacks.models import RESPONSE_BUCKETS_MS, delay_bucket_fields, response_bucket_fields
 
     bounds = [0, *RESPONSE_BUCKETS_MS, 10**9]
     buckets = ", ".join(
         f"count(*) FILTER (WHERE a.duration_ms >= {low} AND a.duration_ms < {high})"
         for low, high in itertools.pairwise(bounds)
     )
+    # Delivered at once (finished when created): every delivered one waited under a second.
+    delays = ", ".join(["count(*) FILTER (WHERE a.outcome = 'delivered')"] + ["0"] * (len(delay_bucket_fields()) - 1))
     cursor.execute(
         f"""INSERT INTO postbacks_deliveryminute (app_id, configuration_id, minute, outcome, cause, attempts,
-               duration_ms_sum, {", ".join(response_bucket_fields())})
+               duration_ms_sum, {", ".join(response_bucket_fields() + delay_bucket_fields())})
            SELECT d.app_id, d.configuration_id, date_trunc('minute', a.started_at), a.outcome,
                CASE a.outcome WHEN 'failed' THEN 'http_4xx' WHEN 'retry' THEN 'connect' ELSE '' END,
-               count(*), sum(a.duration_ms), {buckets}
+               count(*), sum(a.duration_ms), {buckets}, {delays}
            FROM postbacks_attempt a JOIN postbacks_delivery d ON d.id = a.delivery_id
            GROUP BY 1, 2, 3, 4, 5"""
     )
@@ -204,7 +206,9 @@ def measure(*, baseline: str) -> None:
     deliveries = [
         delivery
         for configuration in DeliveryMinute.objects.values_list("configuration_id", flat=True).distinct()
-        for delivery in Delivery.objects.filter(configuration_id=configuration, attempts__gt=0)[:10]
+        for delivery in Delivery.objects.select_related("configuration").filter(
+            configuration_id=configuration, attempts__gt=0
+        )[:10]
     ]
     now = clock.now()
     batch = [

@@ -418,8 +418,17 @@ class Attempt(models.Model):
 RESPONSE_BUCKETS_MS = (50, 100, 200, 300, 500, 750, 1000, 2000, 3000, 5000, 10000)
 
 
+# Upper bounds (s) of the buckets of delivered deliveries' wait from first due to delivered
+# (retries included: the statistics' "due → delivered").
+DELAY_BUCKETS_S = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 14400)
+
+
 def response_bucket_fields() -> list[str]:
     return [f"under_{bound}ms" for bound in RESPONSE_BUCKETS_MS] + ["slower"]
+
+
+def delay_bucket_fields() -> list[str]:
+    return [f"due_under_{bound}s" for bound in DELAY_BUCKETS_S] + ["due_longer"]
 
 
 class DeliveryMinute(AccountScoped):
@@ -449,5 +458,5 @@ class DeliveryMinute(AccountScoped):
         return f"{self.configuration_id} {self.minute:%Y-%m-%d %H:%M} {self.outcome} {self.cause}"
 
 
-for _name in response_bucket_fields():
+for _name in response_bucket_fields() + delay_bucket_fields():
     DeliveryMinute.add_to_class(_name, models.PositiveIntegerField(default=0))

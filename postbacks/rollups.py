@@ -12,7 +12,14 @@ from datetime import datetime, timedelta
 
 from django.db import connection
 
-from postbacks.models import RESPONSE_BUCKETS_MS, Attempt, DeliveryMinute, response_bucket_fields
+from postbacks.models import (
+    DELAY_BUCKETS_S,
+    RESPONSE_BUCKETS_MS,
+    Attempt,
+    DeliveryMinute,
+    delay_bucket_fields,
+    response_bucket_fields,
+)
 from project import clock
 
 # Why an attempt did not deliver, as the statistics group failures.
@@ -59,20 +66,24 @@ def rollups_record(*, attempts: Iterable[Attempt]) -> None:
     adds to the rows already there (PostgreSQL and SQLite ≥ 3.24 share the syntax). Call it in
     the transaction that records the attempts, so that a rolled-back batch counts nothing."""
     buckets = response_bucket_fields()
+    delays = delay_bucket_fields()
     rows: dict[tuple, list[int]] = {}
     for attempt in attempts:
         delivery = attempt.delivery
         cause = failure_cause(outcome=attempt.outcome, status=attempt.response_status, error=attempt.error)
         key = (delivery.app_id, delivery.configuration_id, minute_of(attempt.started_at), attempt.outcome, cause)
-        counts = rows.setdefault(key, [0] * (2 + len(buckets)))
+        counts = rows.setdefault(key, [0] * (2 + len(buckets) + len(delays)))
         counts[0] += 1
         counts[1] += attempt.duration_ms
-        counts[2 + _bucket_index(attempt.duration_ms)] += 1
+        counts[2 + bucket_index(attempt.duration_ms, RESPONSE_BUCKETS_MS)] += 1
+        waited = _due_to_delivered_s(attempt)
+        if waited is not None:
+            counts[2 + len(buckets) + bucket_index(waited, DELAY_BUCKETS_S)] += 1
     if not rows:
         return
     quote = connection.ops.quote_name
     keys = ["app_id", "configuration_id", "minute", "outcome", "cause"]
-    added = ["attempts", "duration_ms_sum", *buckets]
+    added = ["attempts", "duration_ms_sum", *buckets, *delays]
     columns = ", ".join(quote(name) for name in keys + added)
     placeholders = "(" + ", ".join(["%s"] * (len(keys) + len(added))) + ")"
     table = quote(DeliveryMinute._meta.db_table)
@@ -97,11 +108,22 @@ def _sort_key(item: tuple) -> tuple:
     return (configuration_id, minute, str(outcome), cause)
 
 
-def _bucket_index(duration_ms: int) -> int:
-    for index, bound in enumerate(RESPONSE_BUCKETS_MS):
-        if duration_ms < bound:
+def bucket_index(value: float, bounds: tuple) -> int:
+    for index, bound in enumerate(bounds):
+        if value < bound:
             return index
-    return len(RESPONSE_BUCKETS_MS)
+    return len(bounds)
+
+
+def _due_to_delivered_s(attempt: Attempt) -> float | None:
+    """A delivered attempt's wait from its delivery's first due time (created, plus the
+    configuration's delay) to the end of the attempt, in seconds; None for any other attempt."""
+    delivery = attempt.delivery
+    if attempt.outcome != Attempt.Outcome.DELIVERED or delivery.created_at is None:
+        return None
+    first_due = delivery.created_at + timedelta(seconds=delivery.configuration.delay_seconds)
+    finished = attempt.started_at + timedelta(milliseconds=attempt.duration_ms)
+    return max(0.0, (finished - first_due).total_seconds())
 
 
 def rollups_purge(*, older_than: timedelta) -> int:

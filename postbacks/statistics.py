@@ -18,11 +18,13 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Trunc
 
 from postbacks.models import (
+    DELAY_BUCKETS_S,
     RESPONSE_BUCKETS_MS,
     Attempt,
     Delivery,
     DeliveryMinute,
     PostbackConfiguration,
+    delay_bucket_fields,
     response_bucket_fields,
 )
 from postbacks.rollups import CAUSES
@@ -49,6 +51,7 @@ class Tally:
     retrying: int = 0
     duration_ms_sum: int = 0
     buckets: list[int] = field(default_factory=lambda: [0] * len(response_bucket_fields()))
+    delay_buckets: list[int] = field(default_factory=lambda: [0] * len(delay_bucket_fields()))
 
     def add(self, row: dict) -> None:
         count = row["attempts"] or 0
@@ -61,6 +64,8 @@ class Tally:
         self.duration_ms_sum += row["duration_ms_sum"] or 0
         for index, name in enumerate(response_bucket_fields()):
             self.buckets[index] += row[name] or 0
+        for index, name in enumerate(delay_bucket_fields()):
+            self.delay_buckets[index] += row[name] or 0
 
     @property
     def attempts(self) -> int:
@@ -83,10 +88,18 @@ class Tally:
     def p95_ms(self) -> int | None:
         return self.percentile_ms(0.95)
 
+    @property
+    def delay_p50_s(self) -> int | None:
+        return histogram_percentile(self.delay_buckets, 0.5, bounds=DELAY_BUCKETS_S)
 
-def histogram_percentile(buckets: list[int], share: float) -> int | None:
-    """The response time below which `share` of the attempts fell, interpolated within its
-    bucket (the last, open bucket answers its lower bound)."""
+    @property
+    def delay_p95_s(self) -> int | None:
+        return histogram_percentile(self.delay_buckets, 0.95, bounds=DELAY_BUCKETS_S)
+
+
+def histogram_percentile(buckets: list[int], share: float, *, bounds: tuple = RESPONSE_BUCKETS_MS) -> int | None:
+    """The value (response time, or wait) below which `share` of the counted fell, interpolated
+    within its bucket of `bounds` (the last, open bucket answers its lower bound)."""
     total = sum(buckets)
     if not total:
         return None
@@ -94,12 +107,12 @@ def histogram_percentile(buckets: list[int], share: float) -> int | None:
     seen = 0
     for index, count in enumerate(buckets):
         if count and seen + count >= target:
-            if index == len(RESPONSE_BUCKETS_MS):
-                return RESPONSE_BUCKETS_MS[-1]
-            lower = RESPONSE_BUCKETS_MS[index - 1] if index else 0
-            return round(lower + (RESPONSE_BUCKETS_MS[index] - lower) * (target - seen) / count)
+            if index == len(bounds):
+                return bounds[-1]
+            lower = bounds[index - 1] if index else 0
+            return round(lower + (bounds[index] - lower) * (target - seen) / count)
         seen += count
-    return RESPONSE_BUCKETS_MS[-1]
+    return bounds[-1]
 
 
 def configuration_name(configuration: PostbackConfiguration) -> str:
@@ -161,9 +174,18 @@ class DeliveryStats:
     def response_p95_ms(self) -> int | None:
         return self.total.p95_ms
 
+    @property
+    def delay_p50_s(self) -> int | None:
+        return self.total.delay_p50_s
+
+    @property
+    def delay_p95_s(self) -> int | None:
+        return self.total.delay_p95_s
+
 
 def _sums() -> dict:
-    return {name: Sum(name) for name in ["attempts", "duration_ms_sum", *response_bucket_fields()]}
+    fields = ["attempts", "duration_ms_sum", *response_bucket_fields(), *delay_bucket_fields()]
+    return {name: Sum(name) for name in fields}
 
 
 def delivery_stats(*, configurations: QuerySet, since: datetime, step: str = "hour") -> DeliveryStats:

@@ -65,7 +65,11 @@ def _minute_of(configuration, *, at, load: float, hours_ago: int, minute_ago: in
             duration = 10000
         elif status is None:
             duration = rng.randint(1, 5)  # a name not found fails at once
-        delivery = Delivery(app_id=configuration.app_id, configuration_id=configuration.pk)
+        # Due when created (its delay past), delivered after a wait of seconds, or minutes when
+        # it took retries.
+        waited = timedelta(seconds=rng.lognormvariate(0, 1) + (600 if rng.random() < 0.01 else 0))
+        created = at - waited - timedelta(seconds=configuration.delay_seconds)
+        delivery = Delivery(app_id=configuration.app_id, configuration=configuration, created_at=created)
         made.append(
             Attempt(
                 delivery=delivery,

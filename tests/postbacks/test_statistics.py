@@ -121,6 +121,8 @@ def test_rollups_are_written_with_the_attempts_and_add_up(traffic):
     assert sum(getattr(row, name) for name in response_bucket_fields()) == 11
     ok = DeliveryMinute.objects.get(configuration=traffic["ok"])
     assert (ok.outcome, ok.cause, ok.attempts) == ("delivered", "", 3)
+    assert ok.due_under_1s == 3  # due to delivered: under a second (the clock stood still)
+    assert row.due_under_1s == 0  # only delivered attempts are counted there
     assert DeliveryMinute.objects.get(configuration=traffic["gone"]).cause == "http_4xx"
     assert DeliveryMinute.objects.get(configuration=traffic["down"]).cause == "http_5xx"
 
@@ -132,6 +134,7 @@ def test_statistics_count_retrying_deliveries_and_group_failures_by_cause(client
     assert stats.by_status == {"delivered": 3, "failed": 2, "retrying": 13}
     assert stats.success_rate == round(100 * 3 / (3 + 2 + 13), 1)
     assert stats.total.retried == 13
+    assert stats.delay_p50_s == 0 and stats.delay_p95_s == 1  # delivered within the second it was due
     assert [(cause, failed, retried) for cause, _, failed, retried in stats.failures_by_cause] == [
         ("connect", 0, 11),
         ("http_4xx", 2, 0),
