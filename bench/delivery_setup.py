@@ -9,9 +9,9 @@ from pathlib import Path
 
 from events.models import Account, App, CustomEvent
 from events.services import EventInput, app_issue_api_key
+from postbacks.ingest import events_ingest
 from postbacks.models import PostbackConfiguration
 from project import clock
-from project.ingest import events_ingest
 
 
 def load(spec_path: str) -> None:

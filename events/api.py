@@ -1,4 +1,5 @@
-"""The public REST API for client apps (thin: validate, call the ingest service, reply)."""
+"""What every app-key endpoint does with a request (its size, key, JSON body, rate limit),
+the endpoints' one straight path (AppAPIView), and the click endpoint."""
 
 from __future__ import annotations
 
@@ -8,39 +9,20 @@ import re
 from django.conf import settings
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import APIException, ParseError, ValidationError
-from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.exceptions import APIException, MethodNotAllowed, ParseError, UnsupportedMediaType
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import JSONParser
-from rest_framework.settings import api_settings
 from rest_framework.utils.json import strict_constant
 from rest_framework.views import APIView
 
-from events.api_auth import AppKeyAuthentication, PerAppKeyRateThrottle, app_for_authorization, app_within_rate_limit
-from events.app_cache import app_profile
-from events.models import DEVICE_ID_KINDS, App, Event, Tracker
+from events.api_auth import AppKeyAuthentication, app_of_request
+from events.models import DEVICE_ID_KINDS, App, Tracker
 from events.rate_limit import click_within_rate_limit
-from events.serializers import (
-    MAX_BATCH,
-    MAX_JSON_DEPTH,
-    BatchResultSerializer,
-    BatchSerializer,
-    ErrorSerializer,
-    EventAcceptedSerializer,
-    EventSerializer,
-    event_input_from,
-    event_validated_fast,
-    json_problem,
-    normalize_device_ids,
-)
-from events.services import EventInput, click_record
+from events.serializers import MAX_JSON_DEPTH, json_problem, normalize_device_ids
+from events.services import click_record
 from project import clock
 from project.client_ip import caller_ip
-from project.ingest import ItemRefused, event_ingest, events_ingest
-
-# The content types whose body DRF reads as UTF-8 JSON: the plain path takes only these.
-PLAIN_JSON = frozenset({"application/json", "application/json; charset=utf-8", "application/json;charset=utf-8"})
 
 
 class PayloadTooLarge(APIException):
@@ -49,33 +31,37 @@ class PayloadTooLarge(APIException):
     default_code = "payload_too_large"
 
 
-def reject_oversized(request, limit: int) -> None:
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
+def body_within_limit(request, limit: int) -> None:
+    """413 for a body over `limit` bytes, by its Content-Length (before anything reads it)."""
+    length = _content_length(request)
     if length > limit:
         raise PayloadTooLarge(f"Request body of {length} bytes is over the limit of {limit} bytes.")
 
 
-def accepted_body(event: Event) -> dict:
-    return {"event_id": event.event_id, "id": event.pk, "postbacks_scheduled": event.postbacks_scheduled}
+def _content_length(request) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
 
 
-def item_errors(error: ValidationError) -> dict:
-    """An item's errors as an object of field names, as a lone event's 400 gives them: an
-    item that is not an object at all (null, say) has its errors under non_field_errors."""
-    detail = error.detail
-    return detail if isinstance(detail, dict) else {api_settings.NON_FIELD_ERRORS_KEY: detail}
-
-
-def refused_errors(refused: ItemRefused) -> dict:
-    return {api_settings.NON_FIELD_ERRORS_KEY: [refused.error]}
+def json_of_request(request):
+    """The request body's JSON, read as DRF's JSONParser reads it: in the charset its
+    Content-Type names (UTF-8 if none); an empty body is an empty object; 415 for a body
+    that is not JSON by its media type, 400 for one that is not JSON text."""
+    if not _content_length(request):
+        return {}
+    main_type, _, sub_type = request.content_type.partition("/")  # as DRF matches application/json
+    if main_type not in ("application", "*") or sub_type not in ("json", "*"):
+        raise UnsupportedMediaType(request.META.get("CONTENT_TYPE", ""))
+    try:
+        return json_from_body(request.body, request.encoding or settings.DEFAULT_CHARSET)
+    except ValueError as error:
+        raise ParseError(f"JSON parse error - {error}") from error
 
 
 def json_reply(body: dict, *, status: int) -> HttpResponse:
-    """A JSON reply as DRF's JSONRenderer writes it, without building a DRF Response and
-    rendering it: that machinery cost a lone event more CPU than json.dumps itself."""
+    """A JSON reply as DRF's JSONRenderer writes it, without DRF's Response and its rendering."""
     content = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return HttpResponse(content.encode(), status=status, content_type="application/json")
 
@@ -118,238 +104,52 @@ def _cut_below(text: str, depth: int) -> str:
     return "".join(pieces)
 
 
-class JSONBody(JSONParser):
-    """DRF's JSONParser, decoding the body in one piece instead of through a stream reader."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        encoding = (parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET
-        try:
-            return json_from_body(stream.read(), encoding)
-        except ValueError as error:
-            raise ParseError(f"JSON parse error - {error}") from error
-
-
-class JSONReplies(DefaultContentNegotiation):
-    """Apps get JSON whatever they accept: no Accept header parsed on every request; and a
-    body's parser is found by its plain media type before DRF's general matching."""
+class JSONReplies(BaseContentNegotiation):
+    """Apps get JSON whatever they accept: no Accept header parsed."""
 
     def select_renderer(self, request, renderers, format_suffix=None):
         return renderers[0], renderers[0].media_type
 
-    def select_parser(self, request, parsers):
-        media_type = (request.content_type or "").partition(";")[0].strip().lower()
-        for parser in parsers:
-            if parser.media_type == media_type:
-                return parser
-        return super().select_parser(request, parsers)
-
 
 class AppAPIView(APIView):
+    """An endpoint for apps, with one straight path a request: post() (or get()) reads it step by step
+    (size, key, JSON, validation, rate limit, work) and raises every refusal as a DRF
+    exception, which DRF's exception handler words (project/api_errors.py). The request is
+    Django's: DRF's Request wrapper, its authenticators, throttles and parsers (listed here
+    for the schema) are not run."""
+
     content_negotiation_class = JSONReplies
-    parser_classes = [JSONBody]
+    parser_classes = [JSONParser]
     authentication_classes = [AppKeyAuthentication]
-    throttle_classes = [PerAppKeyRateThrottle]
     permission_classes = []
+    throttle_classes = []
     body_limit = 0
 
-    def initial(self, request, *args, **kwargs):
-        reject_oversized(request, self.body_limit)  # before authentication reads anything
-        super().initial(request, *args, **kwargs)
-
-
-# What the schema says of the replies both endpoints share: every refusal of the whole
-# request. The schema test (tests/events/test_schema_fuzz.py) holds the replies to it.
-FIELD_ERRORS = {"type": "object", "additionalProperties": True}
-REFUSALS = {
-    401: OpenApiResponse(ErrorSerializer, "Missing or unknown API key."),
-    413: OpenApiResponse(ErrorSerializer, "Body over the size cap (64 KB for one event, 4 MB for a batch)."),
-    415: OpenApiResponse(ErrorSerializer, "Not a JSON body (Content-Type application/json)."),
-    429: OpenApiResponse(ErrorSerializer, "Over the per-key rate limit; nothing stored. Retry after Retry-After."),
-    503: OpenApiResponse(ErrorSerializer, "Database unreachable; nothing stored. Retry after Retry-After."),
-}
-EXAMPLE_EVENT = {
-    "event_id": "evt-1",
-    "event": "install",
-    "device": {"adid": "38400000-8cf0-11bd-b23e-10b96e40000d"},
-    "country": "US",
-    "properties": {"store": "play"},
-}
-REFUSAL_HEADERS = [
-    OpenApiParameter(
-        "Retry-After",
-        int,
-        OpenApiParameter.HEADER,
-        required=True,
-        response=[429, 503],
-        description="Seconds to wait before trying again.",
-    ),
-    OpenApiParameter("WWW-Authenticate", str, OpenApiParameter.HEADER, required=True, response=[401]),
-]
-
-
-class EventView(AppAPIView):
-    body_limit = settings.API_MAX_EVENT_BYTES
-
     def dispatch(self, request, *args, **kwargs):
-        """A plain request goes straight to the ingest service: a JSON body (UTF-8, as DRF
-        reads it), within the size cap, a valid key within its rate limit, and an event the
-        fast validation takes. Anything else, every refusal included, goes through DRF's
-        full cycle, which decides and explains. DRF's per-request machinery (its request
-        wrapper, negotiation, authenticator and parser objects) cost a lone event a tenth
-        of its CPU."""
-        try:
-            response = self.plain_post(request)
-        except Exception as error:  # e.g. the database is away: DRF's handler words it (503)
-            return self.exception_reply(request, error, *args, **kwargs)
-        return super().dispatch(request, *args, **kwargs) if response is None else response
-
-    def plain_post(self, request) -> HttpResponse | None:
-        meta = request.META
-        if request.method != "POST" or meta.get("CONTENT_TYPE", "").lower() not in PLAIN_JSON:
-            return None
-        length = meta.get("CONTENT_LENGTH")
-        if not (length and length.isdigit() and int(length) <= self.body_limit):
-            return None
-        app = app_for_authorization(meta.get("HTTP_AUTHORIZATION", ""))
-        if app is None:
-            return None
-        try:
-            item = json_from_body(request.body, "utf-8")
-        except ValueError:
-            return None
-        data = event_validated_fast(item, event_names=app_profile(app).event_names)
-        # The rate limit counts last: a request that falls back after it would count twice.
-        if data is None or not app_within_rate_limit(app)[0]:
-            return None
-        response = self.accepted(app=app, data=data, caller_ip=caller_ip(meta))
-        for header, value in self.default_response_headers.items():  # as DRF's cycle sets them
-            response[header] = value
-        return response
-
-    def exception_reply(self, request, error: Exception, *args, **kwargs) -> HttpResponse:
-        """DRF's reply to an error raised outside its cycle, as if raised inside it."""
-        self.args, self.kwargs = args, kwargs
-        self.request = self.initialize_request(request, *args, **kwargs)
+        self.args, self.kwargs, self.request, self.format_kwarg = args, kwargs, request, None
         self.headers = self.default_response_headers
-        return self.finalize_response(self.request, self.handle_exception(error), *args, **kwargs)
+        try:
+            handler = getattr(self, request.method.lower(), None) if request.method in ("GET", "POST") else None
+            response = handler(request, *args, **kwargs) if handler else self.not_allowed(request)
+        except Exception as error:
+            response = self.handle_exception(error)
+        self.response = self.finalize_response(request, response, *args, **kwargs)
+        return self.response
 
-    @extend_schema(
-        operation_id="send_event",
-        request=EventSerializer,
-        responses={
-            202: OpenApiResponse(EventAcceptedSerializer, "Accepted: stored, postbacks scheduled."),
-            200: OpenApiResponse(EventAcceptedSerializer, "Duplicate event_id: the first result, nothing new."),
-            400: OpenApiResponse(
-                FIELD_ERRORS,
-                "Refused, nothing stored: an object of field names, each with its errors; a body that is not "
-                'JSON: {"detail": ...}; an event the database refused: non_field_errors.',
-            ),
-            **REFUSALS,
-        },
-        parameters=REFUSAL_HEADERS,
-        examples=[OpenApiExample("An install", EXAMPLE_EVENT, request_only=True)],
-    )
-    def post(self, request):
-        app = request.auth
-        event_names = app_profile(app).event_names
-        data = event_validated_fast(request.data, event_names=event_names)
-        if data is None:  # something to refuse, or unusual: the serializer decides and explains
-            serializer = EventSerializer(data=request.data, context={"event_names": event_names})
-            serializer.is_valid(raise_exception=True)
-            data = serializer.validated_data
-        return self.accepted(app=app, data=data, caller_ip=caller_ip(request.META))
+    def request_app(self, request) -> App:
+        """The request's size, then its key."""
+        body_within_limit(request, self.body_limit)
+        return app_of_request(request)
 
-    @staticmethod
-    def accepted(*, app: App, data: dict, caller_ip: str | None) -> HttpResponse:
-        result = event_ingest(app=app, data=event_input_from(data, caller_ip=caller_ip))
-        if isinstance(result, ItemRefused):
-            return json_reply(refused_errors(result), status=status.HTTP_400_BAD_REQUEST)
-        return json_reply(
-            accepted_body(result.event), status=status.HTTP_202_ACCEPTED if result.created else status.HTTP_200_OK
-        )
+    def not_allowed(self, request):
+        """OPTIONS describes the endpoint and other methods are refused, for a known key."""
+        self.request_app(request)
+        if request.method == "OPTIONS":
+            return self.options(request)
+        raise MethodNotAllowed(request.method)
 
-
-def well_formed_events(data) -> list | None:
-    """The items of a well-formed batch body, or None."""
-    events = data.get("events") if isinstance(data, dict) else None
-    return events if isinstance(events, list) and 1 <= len(events) <= MAX_BATCH else None
-
-
-def batch_events(data) -> list:
-    """The items of a batch body; BatchSerializer explains a malformed one. A well-formed
-    body skips it: its JSONField child re-serialises every item to check it is JSON, which
-    a parsed body always is."""
-    events = well_formed_events(data)
-    if events is not None:
-        return events
-    batch = BatchSerializer(data=data)
-    batch.is_valid(raise_exception=True)
-    return batch.validated_data["events"]
-
-
-class EventBatchView(AppAPIView):
-    body_limit = settings.API_MAX_BATCH_BYTES
-
-    def rate_limit_events(self, request) -> int:
-        """The rate limit counts a batch's items (a malformed body as one request)."""
-        events = well_formed_events(request.data)
-        return 1 if events is None else len(events)
-
-    @extend_schema(
-        operation_id="send_events",
-        request=BatchSerializer,
-        responses={
-            200: OpenApiResponse(BatchResultSerializer, "One result per item, in order."),
-            400: OpenApiResponse(
-                FIELD_ERRORS,
-                'Not a batch, nothing stored: {"events": [...errors]}, or {"detail": ...} for a body that is not JSON.',
-            ),
-            **REFUSALS,
-        },
-        parameters=REFUSAL_HEADERS,
-        examples=[
-            OpenApiExample(
-                "An install and a session",
-                {
-                    "events": [
-                        {**EXAMPLE_EVENT, "event_id": "evt-2"},
-                        {**EXAMPLE_EVENT, "event_id": "evt-3", "event": "session_begin"},
-                    ]
-                },
-                request_only=True,
-            )
-        ],
-        description="Up to 1,000 events. One result per item, in order: accepted, duplicate, or rejected "
-        "with the item's errors. Valid items are kept even when others are refused. The rate limit counts "
-        "the batch's events: a batch that would pass it is refused whole (429).",
-    )
-    def post(self, request):
-        app = request.auth
-        events = batch_events(request.data)
-        event_names = app_profile(app).event_names
-        ip = caller_ip(request.META)
-        results: list[dict] = []
-        valid: list[tuple[int, EventInput]] = []
-        # One serializer validates every item: building its fields once, not 1,000 times.
-        validator = EventSerializer(context={"event_names": event_names})
-        for index, item in enumerate(events):
-            data = event_validated_fast(item, event_names=event_names)
-            if data is None:
-                try:
-                    data = validator.run_validation(item)
-                except ValidationError as error:
-                    results.append({"index": index, "status": "rejected", "errors": item_errors(error)})
-                    continue
-            valid.append((index, event_input_from(data, caller_ip=ip)))
-        outcomes = events_ingest(app=app, items=[data for _, data in valid]) if valid else []
-        for (index, _), outcome in zip(valid, outcomes, strict=True):
-            if isinstance(outcome, ItemRefused):
-                results.append({"index": index, "status": "rejected", "errors": refused_errors(outcome)})
-                continue
-            status_name = "accepted" if outcome.created else "duplicate"
-            results.append({"index": index, "status": status_name, **accepted_body(outcome.event)})
-        results.sort(key=lambda result: result["index"])
-        return json_reply({"results": results}, status=status.HTTP_200_OK)
+    def raise_uncaught_exception(self, exc):
+        raise exc  # DRF's own reads its Request wrapper, which this view does without
 
 
 MAX_CLICK_PARAMETERS = 30

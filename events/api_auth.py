@@ -1,10 +1,10 @@
-"""API authentication by app key, and a per-key rate limit."""
+"""API authentication by app key, and the per-key rate limit."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions, throttling
+from rest_framework import authentication, exceptions
 
 from events.app_cache import app_for_key
 from events.models import App
@@ -33,40 +33,37 @@ def app_for_authorization(header: str) -> App | None:
     return app_for_key(key)
 
 
-def app_within_rate_limit(app: App, *, events: int = 1) -> tuple[bool, int]:
-    """Count a request's events (one, or a batch's) against the app key's
-    API_RATE_LIMIT_PER_MINUTE (0: no limit): whether the request is admitted, whole, and the
-    seconds until the next window."""
-    limit = settings.API_RATE_LIMIT_PER_MINUTE
-    return rate_limit_admits(key=f"app:{app.pk}", limit=limit, cost=events) if limit else (True, 0)
+def app_of_request(request) -> App:
+    """The app whose key the request carries; 401 for a missing, unknown or inactive key
+    (alike: no hint whether an app exists)."""
+    app = app_for_authorization(request.META.get("HTTP_AUTHORIZATION", ""))
+    if app is None:
+        raise exceptions.AuthenticationFailed(INVALID_KEY)
+    return app
+
+
+def app_rate_limit(app: App, *, events: int = 1, scope: str = "app", limit: int | None = None) -> None:
+    """Count a request's events (one, or a batch's) against the app key's limit per minute in
+    `scope` (API_RATE_LIMIT_PER_MINUTE unless another `limit` is given; 0: no limit); 429 when
+    the request is not admitted, whole."""
+    limit = settings.API_RATE_LIMIT_PER_MINUTE if limit is None else limit
+    if limit:
+        admitted, retry_after = rate_limit_admits(key=f"{scope}:{app.pk}", limit=limit, cost=events)
+        if not admitted:
+            raise exceptions.Throttled(wait=retry_after)
 
 
 class AppKeyAuthentication(authentication.BaseAuthentication):
+    """The app key as DRF sees it: in the schema, and in a 401's WWW-Authenticate."""
+
     keyword = BEARER
 
     def authenticate(self, request):
-        app = app_for_authorization(request.META.get("HTTP_AUTHORIZATION", ""))
-        if app is None:  # unknown and inactive keys answer alike: no hint whether an app exists
-            raise exceptions.AuthenticationFailed(INVALID_KEY)
+        app = app_of_request(request)
         return AppPrincipal(app), app
 
     def authenticate_header(self, request):
         return self.keyword
-
-
-class PerAppKeyRateThrottle(throttling.BaseThrottle):
-    """DRF's side of the per-key rate limit (events/rate_limit.py). A view may count a
-    request as several events (rate_limit_events(request))."""
-
-    def allow_request(self, request, view):
-        if request.auth is None:
-            return True
-        events = view.rate_limit_events(request) if hasattr(view, "rate_limit_events") else 1
-        allowed, self.retry_after = app_within_rate_limit(request.auth, events=events)
-        return allowed
-
-    def wait(self):
-        return getattr(self, "retry_after", 60)
 
 
 class AppKeyScheme(OpenApiAuthenticationExtension):

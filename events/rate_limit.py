@@ -16,11 +16,12 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import time
 from dataclasses import dataclass
 
 import redis
 from django.conf import settings
+
+from project import clock
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def rate_limit_admits(*, key: str, limit: int, cost: int = 1, now: float | None 
     """Count `cost` (a request, or the events of a batch) against `key`; whether the window's
     count still fits in `limit`, and the seconds until the next window. What is refused
     counts too. Admitted uncounted when Redis cannot be reached."""
-    now = time.time() if now is None else now
+    now = clock.now().timestamp() if now is None else now  # tests move the window with clock.frozen
     window = int(now // WINDOW_SECONDS)
     retry_after = WINDOW_SECONDS - int(now % WINDOW_SECONDS)
     counts = _shared if settings.REDIS_URL else _local

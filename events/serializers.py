@@ -1,4 +1,6 @@
-"""Validation of incoming events: every refusal names its field and says what to fix."""
+"""Validation of incoming events (event_validate) and the API's schema.
+
+Every refusal names its field and says what to fix."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from decimal import Decimal
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
+from rest_framework.settings import api_settings
 
 from events.codes import COUNTRIES, CURRENCIES
 from events.models import ATT_STATUSES, DEVICE_ID_KINDS
@@ -211,6 +215,9 @@ class StrictCharField(serializers.CharField):
 
 
 class EventSerializer(serializers.Serializer):
+    """One event's schema (OpenAPI), and the fields event_validate reads values with; the
+    rules are event_validate's alone."""
+
     event_id = StrictCharField(
         max_length=128, help_text="Client-generated idempotency key, unique per app (printable ASCII)."
     )
@@ -245,95 +252,19 @@ class EventSerializer(serializers.Serializer):
         help_text='The device\'s language, a BCP 47 tag, e.g. "en", "en-US", "pt-BR" (case is normalised).',
     )
 
-    def to_internal_value(self, data):
-        """Unknown fields and values no field could store (json_problem) are refused here,
-        before the fields see them; the fields then explain the rest."""
-        if not isinstance(data, dict):
-            return super().to_internal_value(data)
-        errors = {}
-        for name, value in data.items():
-            if not isinstance(name, str) or name not in self.fields:
-                errors[readable_name(str(name))] = ["Unknown field."]
-            elif problem := json_problem(value):
-                errors[name] = [problem]
-        if not errors:
-            return super().to_internal_value(data)
-        try:
-            super().to_internal_value({name: value for name, value in data.items() if name not in errors})
-        except serializers.ValidationError as error:
-            errors = {**error.detail, **errors}
-        raise serializers.ValidationError(errors)
 
-    def validate_event_id(self, value: str) -> str:
-        if not EVENT_ID.match(value):
-            raise serializers.ValidationError("Use printable ASCII characters without spaces.")
-        return value
-
-    def validate_event(self, value: str) -> str:
-        known = self.context["event_names"]
-        if value not in known:
-            raise serializers.ValidationError(
-                f"Unknown event {value!r}: declare it as a custom event of the app first (known: {', '.join(known)})."
-            )
-        return value
-
-    def validate_country(self, value: str) -> str:
-        if value and value.upper() not in COUNTRIES:
-            raise serializers.ValidationError("Not an ISO 3166 alpha-2 country code, e.g. US.")
-        return value.upper()
-
-    def validate_currency(self, value: str) -> str:
-        if value and value.upper() not in CURRENCIES:
-            raise serializers.ValidationError("Not an ISO 4217 currency code, e.g. USD.")
-        return value.upper()
-
-    def validate_language(self, value: str) -> str:
-        if not value:
-            return value
-        tag = language_tag(value)
-        if tag is None:
-            raise serializers.ValidationError(
-                "Not a BCP 47 language tag: letters, digits and hyphens, 2 to 35 characters, e.g. en or pt-BR."
-            )
-        return tag
-
-    def validate_properties(self, value):
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("Must be an object.")
-        text = json.dumps(value, separators=(",", ":"))
-        if len(text.encode()) > MAX_PROPERTIES_BYTES:
-            raise serializers.ValidationError(f"At most {MAX_PROPERTIES_BYTES} bytes of JSON.")
-        return value
-
-    def validate(self, attrs):
-        now = clock.now()
-        timestamp = attrs.get("timestamp") or now
-        if timestamp > now + MAX_FUTURE:
-            raise serializers.ValidationError({"timestamp": "More than 5 minutes in the future: check the clock."})
-        max_age = timedelta(days=settings.EVENT_MAX_AGE_DAYS)
-        if timestamp < now - max_age:
-            raise serializers.ValidationError(
-                {"timestamp": f"Older than {settings.EVENT_MAX_AGE_DAYS} days (EVENT_MAX_AGE_DAYS)."}
-            )
-        attrs["timestamp"] = timestamp
-        if attrs.get("revenue") is not None and not attrs.get("currency"):
-            raise serializers.ValidationError({"currency": "Required with revenue."})
-        return attrs
-
-
-_TEXT_FIELDS = {"user_agent": 512, "os_version": 32, "app_version": 32, "value": 1024, "device_model": 64}
-_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")  # as ipaddress reads one: no leading zeros
-# A revenue the serializer's DecimalField keeps as it is, but for its six decimal places.
+# A revenue the schema's DecimalField keeps as it is, but for its six decimal places.
 _PLAIN_REVENUE = re.compile(r"-?[0-9]{1,12}(?:\.[0-9]{1,6})?")
 _SIX_PLACES = Decimal("0.000001")
-_CODE_FIELDS = {"country": (2, COUNTRIES), "currency": (3, CURRENCIES)}
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")  # as ipaddress reads one: no leading zeros
+_NOT_PLAIN = object()  # a shortcut's answer: read this value through the schema's field
 
 
 @functools.cache
 def _declared_field(name: str) -> serializers.Field:
-    """The serializer's own field, built once per process."""
-    return EventSerializer(context={"event_names": ()}).fields[name]
+    """The schema's field (EventSerializer's), built once per process: how DRF reads and words one value."""
+    return EventSerializer().fields[name]
 
 
 def _plain(value, max_length: int) -> bool:
@@ -341,96 +272,166 @@ def _plain(value, max_length: int) -> bool:
     return isinstance(value, str) and len(value) <= max_length and value == value.strip()
 
 
-def event_validated_fast(item, *, event_names) -> dict | None:
-    """EventSerializer's validated data for a well-formed event, worked out without DRF's
-    per-field machinery (which was 40 % of a batch's CPU); None whenever the item needs the
-    serializer: anything unusual and every error, which the serializer then words. Datetimes
-    and decimals go through the serializer's own fields. A property test keeps the two equal."""
-    if not isinstance(item, dict) or not set(item) <= _FIELD_NAMES or json_problem(item, levels=MAX_JSON_DEPTH + 1):
-        return None
-    event_id, name, device = item.get("event_id"), item.get("event"), item.get("device")
-    if not (isinstance(event_id, str) and EVENT_ID.fullmatch(event_id)):
-        return None
-    if not (_plain(name, 64) and name in event_names and isinstance(device, dict)):
-        return None
-    ids, errors = normalize_device_ids(device, strict=True)
-    if errors or not ids:
-        return None
-    data = {"event_id": event_id, "event": name, "device": ids}
-    for field, max_length in _TEXT_FIELDS.items():
-        if field in item:
-            if not _plain(item[field], max_length):
-                return None
-            data[field] = item[field]
-    for field, (max_length, codes) in _CODE_FIELDS.items():
-        if field in item:
-            value = item[field]
-            if not _plain(value, max_length) or (value and value.upper() not in codes):
-                return None
-            data[field] = value.upper()
-    if "att_status" in item:
-        value = item["att_status"]
-        if not (isinstance(value, str) and value in ATT_STATUSES):
-            return None
-        data["att_status"] = value
-    if "limit_ad_tracking" in item:
-        value = item["limit_ad_tracking"]
-        if not isinstance(value, bool):
-            return None
-        data["limit_ad_tracking"] = value
-    if "consent" in item:
-        value = item["consent"]
-        if not (
-            isinstance(value, dict) and set(value) <= _CONSENT_NAMES and all(type(v) is bool for v in value.values())
-        ):
-            return None
-        data["consent"] = value
-    if "language" in item:
-        value = item["language"]
-        if not _plain(value, LANGUAGE_TAG_LENGTH[1]):
-            return None
-        tag = language_tag(value) if value else ""
-        if tag is None:
-            return None
-        data["language"] = tag
-    if "ip" in item:
-        value = item["ip"]
-        if not (isinstance(value, str) and _IPV4.fullmatch(value)):
-            return None  # IPv6 is normalized by the serializer
-        data["ip"] = value
-    if "properties" in item:
-        value = item["properties"]
-        if not isinstance(value, dict):
-            return None
-        try:  # NaN and infinities are not JSON: the serializer refuses them
-            text = json.dumps(value, separators=(",", ":"), allow_nan=False)
-        except (TypeError, ValueError):
-            return None
-        # The text is ASCII, as the serializer's is, so its length is its size in bytes.
-        if len(text) > MAX_PROPERTIES_BYTES:
-            return None
-        data["properties"] = value
-    revenue = item.get("revenue")
-    if isinstance(revenue, str) and _PLAIN_REVENUE.fullmatch(revenue):
-        data["revenue"] = Decimal(revenue).quantize(_SIX_PLACES)
+def _text(max_length: int, *, allow_blank: bool = True):
+    return lambda value: value if _plain(value, max_length) and (value or allow_blank) else _NOT_PLAIN
+
+
+def _ids(value):
+    ids, errors = normalize_device_ids(value, strict=True) if isinstance(value, dict) else ({}, True)
+    return ids if ids and not errors else _NOT_PLAIN
+
+
+def _consent(value):
+    plain = isinstance(value, dict) and set(value) <= _CONSENT_NAMES and all(type(v) is bool for v in value.values())
+    return value if plain else _NOT_PLAIN
+
+
+def _revenue(value):
+    if isinstance(value, str) and _PLAIN_REVENUE.fullmatch(value):
+        return Decimal(value).quantize(_SIX_PLACES)
+    return _NOT_PLAIN
+
+
+def _json(value):
+    """JSONField keeps what DRF's json.dumps writes (strict: no NaN or infinity) as it is."""
     try:
-        for field in ("timestamp", "revenue"):
-            if field in item and field not in data:
-                data[field] = _declared_field(field).run_validation(item[field])
-    except serializers.ValidationError:
-        return None
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return _NOT_PLAIN
+    return _NOT_PLAIN if value is None else value
+
+
+def _no_rule(value, names):
+    return value
+
+
+def _event_id_rule(value: str, names) -> str:
+    if not EVENT_ID.match(value):
+        raise serializers.ValidationError("Use printable ASCII characters without spaces.")
+    return value
+
+
+def _event_rule(value: str, names) -> str:
+    if value not in names:
+        raise serializers.ValidationError(
+            f"Unknown event {value!r}: declare it as a custom event of the app first (known: {', '.join(names)})."
+        )
+    return value
+
+
+def _code_rule(codes: frozenset, message: str):
+    def rule(value: str, names) -> str:
+        if value and value.upper() not in codes:
+            raise serializers.ValidationError(message)
+        return value.upper()
+
+    return rule
+
+
+def _properties_rule(value, names):
+    if not isinstance(value, dict):
+        raise serializers.ValidationError("Must be an object.")
+    if len(json.dumps(value, separators=(",", ":")).encode()) > MAX_PROPERTIES_BYTES:
+        raise serializers.ValidationError(f"At most {MAX_PROPERTIES_BYTES} bytes of JSON.")
+    return value
+
+
+def _language_rule(value: str, names) -> str:
+    if not value:
+        return value
+    tag = language_tag(value)
+    if tag is None:
+        raise serializers.ValidationError(
+            "Not a BCP 47 language tag: letters, digits and hyphens, 2 to 35 characters, e.g. en or pt-BR."
+        )
+    return tag
+
+
+# Every field of an event, in the schema's order: (shortcut, rule). The shortcut reads a value
+# as the schema's field would when it is plain, else answers _NOT_PLAIN and the field reads it
+# (and words its errors); then the rule checks what was read.
+_FIELDS = {
+    "event_id": (_text(128, allow_blank=False), _event_id_rule),
+    "event": (_text(64, allow_blank=False), _event_rule),
+    "device": (_ids, _no_rule),
+    "timestamp": (lambda value: _NOT_PLAIN, _no_rule),
+    "ip": (lambda value: value if isinstance(value, str) and _IPV4.fullmatch(value) else _NOT_PLAIN, _no_rule),
+    "user_agent": (_text(512), _no_rule),
+    "os_version": (_text(32), _no_rule),
+    "app_version": (_text(32), _no_rule),
+    "country": (_text(2), _code_rule(COUNTRIES, "Not an ISO 3166 alpha-2 country code, e.g. US.")),
+    "revenue": (_revenue, _no_rule),
+    "currency": (_text(3), _code_rule(CURRENCIES, "Not an ISO 4217 currency code, e.g. USD.")),
+    "value": (_text(1024), _no_rule),
+    "properties": (_json, _properties_rule),
+    "att_status": (lambda value: value if isinstance(value, str) and value in ATT_STATUSES else _NOT_PLAIN, _no_rule),
+    "limit_ad_tracking": (lambda value: value if isinstance(value, bool) else _NOT_PLAIN, _no_rule),
+    "consent": (_consent, _no_rule),
+    "device_model": (_text(64), _no_rule),
+    "language": (_text(LANGUAGE_TAG_LENGTH[1]), _language_rule),
+}
+EVENT_FIELDS = tuple(_FIELDS)
+_REQUIRED = ("event_id", "event", "device")
+_CONSENT_NAMES = frozenset(CONSENT_KINDS)
+
+
+def _read(name: str, value, event_names, data: dict, errors: dict, *, shortcut: bool) -> None:
+    """Read one value (by its shortcut, else through the schema's field), then check it by its rule."""
+    read_plain, rule = _FIELDS[name]
+    try:
+        read = read_plain(value) if shortcut else _NOT_PLAIN
+        if read is _NOT_PLAIN:
+            read = _declared_field(name).run_validation(value)
+        data[name] = rule(read, event_names)
+    except serializers.SkipField:
+        pass
+    except serializers.ValidationError as error:
+        errors[name] = error.detail
+
+
+def event_validate(item, *, event_names, shortcuts: bool = True) -> tuple[dict | None, dict | None]:
+    """The one validation of an event: (its clean data, None), or (None, its errors by field
+    name, worded as DRF words them). Unknown fields and values no field could store
+    (json_problem) are refused first; then each value is read (_read) and checked by its
+    field's rule; then the fields together.
+    shortcuts=False reads every value through the schema's fields: the shortcuts must agree
+    with them (tests/events/test_validation_fast.py)."""
+    if not isinstance(item, dict):
+        message = (
+            "This field may not be null."
+            if item is None
+            else f"Invalid data. Expected a dictionary, but got {type(item).__name__}."
+        )
+        return None, {api_settings.NON_FIELD_ERRORS_KEY: [message]}
+    # Usually nothing in the event is unstorable: one look at the whole, then none at each value.
+    storable = json_problem(item, levels=MAX_JSON_DEPTH + 1) is None
+    data, errors = {}, {}
+    for name, value in item.items():
+        if not isinstance(name, str) or name not in _FIELDS:
+            errors[readable_name(str(name))] = ["Unknown field."]
+        elif not storable and (problem := json_problem(value)):
+            errors[name] = [problem]
+        else:
+            _read(name, value, event_names, data, errors, shortcut=shortcuts)
+    for name in _REQUIRED:
+        if name not in item:
+            _read(name, empty, event_names, data, errors, shortcut=False)
+    if errors:
+        return None, errors
     now = clock.now()
     timestamp = data.get("timestamp") or now
-    if not now - timedelta(days=settings.EVENT_MAX_AGE_DAYS) <= timestamp <= now + MAX_FUTURE:
-        return None
+    if timestamp > now + MAX_FUTURE:
+        return None, {"timestamp": ["More than 5 minutes in the future: check the clock."]}
+    if timestamp < now - timedelta(days=settings.EVENT_MAX_AGE_DAYS):
+        return None, {"timestamp": [f"Older than {settings.EVENT_MAX_AGE_DAYS} days (EVENT_MAX_AGE_DAYS)."]}
     data["timestamp"] = timestamp
     if data.get("revenue") is not None and not data.get("currency"):
-        return None
-    return data
+        return None, {"currency": ["Required with revenue."]}
+    return data, None
 
 
 def event_input_from(data: dict, *, caller_ip: str | None) -> EventInput:
-    """An EventInput from EventSerializer's validated data."""
+    """An EventInput from event_validate's clean data."""
     return EventInput(
         event_id=data["event_id"],
         name=data["event"],
@@ -452,10 +453,6 @@ def event_input_from(data: dict, *, caller_ip: str | None) -> EventInput:
         device_model=data.get("device_model", ""),
         language=data.get("language", ""),
     )
-
-
-_FIELD_NAMES = frozenset(EventSerializer._declared_fields)
-_CONSENT_NAMES = frozenset(CONSENT_KINDS)
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from events import queries
 from events.app_cache import app_profile
 from events.models import TRACKING_FIELDS, App, Click, Device, DeviceIdentifier, Event, Tracker, new_api_key
-from project.bulk import (
-    any_of,
-    instance_from_row,
-    row_parameters,
-    row_placeholders,
-    rows_insert,
-    rows_json,
-    rows_source,
-    rows_update,
-    saved,
-)
+from project.bulk import rows_insert, rows_update, saved
 
 
 @transaction.atomic
@@ -90,7 +79,7 @@ TRACKING_STATE_FIELDS = [*TRACKING_FIELDS, "tracking_reported_at"]
 def device_tracking_update(device: Device, item: EventInput) -> bool:
     """Keep on the device what the event reports about tracking and consent, unless a later
     event (by event time) reported first; fields it does not report stay as they were.
-    True when the device changed. The one-statement path says the same in SQL (_direct_sql)."""
+    True when the device changed."""
     reported = item.tracking_reported()
     if not reported or (device.tracking_reported_at is not None and item.occurred_at < device.tracking_reported_at):
         return False
@@ -118,25 +107,31 @@ REENGAGEMENT_FIELDS = [
 ]
 
 
-def events_record(
-    *,
-    app: App,
-    items: list[EventInput],
-    received_at: datetime,
-    check_known: bool = True,
-    before_events_insert: Callable[[list[Event]], None] | None = None,
-) -> list[RecordOutcome]:
-    """Store events in order, with their devices' attribution; one outcome per item.
+@dataclass(frozen=True)
+class AttributedEvents:
+    """What events_attribute decided: one outcome per item, and the new events to insert
+    (unsaved, their devices saved, each with the device's tracking as the event left it)."""
 
-    Reads and writes in bulk (a handful of queries for a whole batch); call it inside a
-    transaction. Concurrent writers of the same event or identifier make it raise
-    IntegrityError, and the caller runs it again. With check_known=False the lookup of
-    already-stored event_ids is skipped: a duplicate then raises IntegrityError too.
-    before_events_insert is called with the new events once their devices are saved, just
-    before the events themselves are inserted.
-    """
-    batch = _EventBatch(app=app, items=items, received_at=received_at, check_known=check_known)
-    return batch.record(before_events_insert=before_events_insert)
+    outcomes: list[RecordOutcome]
+    new_events: list[Event]
+
+
+def events_attribute(
+    *, app: App, items: list[EventInput], received_at: datetime, check_known: bool = True
+) -> AttributedEvents:
+    """Attribute events in order: find or create their devices, link new identifiers, decide
+    installs and reengagements, and store the devices; the events themselves are left to
+    events_insert. Call both inside one transaction. Concurrent writers of the same event or
+    identifier make it raise IntegrityError, and the caller runs it again. With
+    check_known=False the lookup of already-stored event_ids is skipped: a duplicate then
+    raises IntegrityError at events_insert."""
+    return _EventBatch(app=app, items=items, received_at=received_at, check_known=check_known).attribute()
+
+
+def events_insert(*, events: list[Event]) -> None:
+    """Insert the new events events_attribute returned (after their deliveries are planned,
+    so that each goes in with its postbacks_scheduled)."""
+    rows_insert(Event, events)
 
 
 class _EventBatch:
@@ -155,11 +150,17 @@ class _EventBatch:
         self.installs: Counter[int] = Counter()
         self.clicks: list[Click] = []
 
-    def record(self, *, before_events_insert: Callable[[list[Event]], None] | None) -> list[RecordOutcome]:
+    def attribute(self) -> AttributedEvents:
+        attributed = self.decide()
+        self._write_devices()
+        return attributed
+
+    def decide(self) -> AttributedEvents:
+        """Read what the rules need and apply them, in memory: nothing is written yet."""
         known_events = self._load_known_events() if self.check_known else {}
         self._load_devices()
         self._load_clicks()
-        outcomes: list[RecordOutcome | None] = []
+        outcomes: list[RecordOutcome] = []
         pending: dict[str, Event] = {}
         for item in self.items:
             first = known_events.get(item.event_id) or pending.get(item.event_id)
@@ -169,66 +170,27 @@ class _EventBatch:
             event = self._apply(item)
             pending[item.event_id] = event
             outcomes.append(RecordOutcome(event=event, created=True))
-        self._write(list(pending.values()), before_events_insert=before_events_insert)
-        return outcomes
+        return AttributedEvents(outcomes=outcomes, new_events=list(pending.values()))
 
     # reads ----------------------------------------------------------------------------
     def _load_known_events(self) -> dict[str, Event]:
-        """The batch's event_ids already stored. Asked first for ids alone, as usually there
-        are none: the ORM's 1,000-value filter cost more to build than to run."""
-        event_ids, parameters = any_of("event_id", {item.event_id for item in self.items})
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT id FROM {connection.ops.quote_name(Event._meta.db_table)} WHERE app_id = %s AND {event_ids}",
-                [self.app.pk, *parameters],
-            )
-            known = [pk for (pk,) in cursor.fetchall()]
+        """The batch's event_ids already stored (asked for ids alone first: usually none are)."""
+        known = queries.event_pks_stored(app_id=self.app.pk, event_ids={item.event_id for item in self.items})
         return {event.event_id: event for event in Event.objects.filter(pk__in=known)} if known else {}
 
     def _load_devices(self) -> None:
-        """The stored devices owning any identifier of the batch.
-
-        Written as SQL, and read without RawQuerySet: for a lone event, compiling the ORM's
-        filtered join cost more CPU than PostgreSQL spent running it, and for a batch,
-        RawQuerySet's per-row work cost more than building the devices."""
+        """The stored devices owning any identifier of the batch."""
         values = self._batch_values()
-        if not values:
-            return
-        quote = connection.ops.quote_name
-        columns = ", ".join(f"d.{quote(field.column)}" for field in Device._meta.concrete_fields)
-        conditions, parameters = [], [self.app.pk]
-        for kind, kind_values in values.items():
-            in_values, value_parameters = any_of("i.value", kind_values)
-            conditions.append(f"(i.kind = %s AND {in_values})")
-            parameters += [kind, *value_parameters]
-        sql = (
-            f"SELECT i.kind, i.value, {columns} "
-            f"FROM {quote(DeviceIdentifier._meta.db_table)} i "
-            f"JOIN {quote(Device._meta.db_table)} d ON d.id = i.device_id "
-            f"WHERE i.app_id = %s AND ({' OR '.join(conditions)})"
-        )
-        pk_at = Device._meta.concrete_fields.index(Device._meta.pk)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, parameters)
-            for kind, value, *device_row in cursor.fetchall():
-                # One Device object per device, however many of its identifiers the batch carries.
-                device = self.devices_by_pk.get(device_row[pk_at])
-                if device is None:
-                    device = self.devices_by_pk[device_row[pk_at]] = instance_from_row(Device, device_row)
+        if values:
+            for kind, value, device in queries.devices_owning(app_id=self.app.pk, values_by_kind=values):
+                device = self.devices_by_pk.setdefault(device.pk, device)
                 self._link(device, (kind, value))
 
     def _load_other_identifiers(self) -> None:
         """Click matching needs every identifier of a device, not only those this batch carries."""
         if self.devices_by_pk:
-            devices, parameters = any_of("device_id", self.devices_by_pk)
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"SELECT kind, value, device_id FROM {connection.ops.quote_name(DeviceIdentifier._meta.db_table)} "
-                    f"WHERE app_id = %s AND {devices}",
-                    [self.app.pk, *parameters],
-                )
-                for kind, value, device_id in cursor.fetchall():
-                    self._link(self.devices_by_pk[device_id], (kind, value))
+            for kind, value, device_id in queries.identifiers_of(app_id=self.app.pk, device_ids=self.devices_by_pk):
+                self._link(self.devices_by_pk[device_id], (kind, value))
 
     def _batch_values(self) -> dict[str, set[str]]:
         values: dict[str, set[str]] = {}
@@ -247,8 +209,8 @@ class _EventBatch:
         self._load_other_identifiers()
         earliest = min(item.occurred_at for item in self.items) - timedelta(days=self.app.lookback_days)
         latest = max(item.occurred_at for item in self.items)
-        self.clicks = _clicks_matching(
-            app=self.app, values_by_kind=self._batch_values(), earliest=earliest, latest=latest
+        self.clicks = queries.clicks_matching(
+            app_id=self.app.pk, values_by_kind=self._batch_values(), earliest=earliest, latest=latest
         )
 
     # the rules, in memory ---------------------------------------------------------------
@@ -345,7 +307,7 @@ class _EventBatch:
         return True
 
     # writes ---------------------------------------------------------------------------
-    def _write(self, events: list[Event], *, before_events_insert: Callable[[list[Event]], None] | None) -> None:
+    def _write_devices(self) -> None:
         if self.new_devices:
             rows_insert(Device, self.new_devices)
         if self.new_identifiers:
@@ -363,57 +325,33 @@ class _EventBatch:
             by_count.setdefault(count, []).append(pk)
         for count, pks in by_count.items():
             Device.objects.filter(pk__in=pks).update(install_count=F("install_count") + count)
-        if events:
-            if before_events_insert is not None:
-                before_events_insert(events)
-            rows_insert(Event, events)
 
 
-def event_record_direct(*, app: App, item: EventInput, received_at: datetime, may_reengage: bool) -> Event | None:
-    """Store a lone event in one statement when its outcome is plain; None when it is not
-    (or its event_id is already stored), and then events_record decides, in a transaction.
+def event_record_direct(*, app: App, item: EventInput, received_at: datetime) -> Event | None:
+    """Store a lone event in one statement when that is all it writes; None when it writes
+    more (or its event_id is already stored), and then events_attribute decides, in a
+    transaction. PostgreSQL only (the statements insert from a query); elsewhere None.
 
-    Plain outcomes, which are most events:
-    - not an install, a stored device owns every identifier it carries (the oldest owner
-      takes it, as in events_record) and, if the app could record a reengagement
-      (may_reengage), that device has no install yet: only the event row is written;
-    - an install whose identifiers are all new, with no click on any of them in the
-      lookback window: an organic install of a new device, its identifiers and the event.
-    One statement is atomic on its own, so this needs no BEGIN and COMMIT and reads nothing
-    before it writes. PostgreSQL only; elsewhere always None.
+    - An event that needs no decision (not an install, no tracking or consent reported, an
+      app without reengagement trackers) of a device that owns every identifier it carries:
+      the event row alone.
+    - An install the rules (read outside a transaction) give a new device: the device, its
+      identifiers and the event. Whatever was stored meanwhile makes the statement fail whole.
     """
     db = connections[DEFAULT_DB_ALIAS]  # once: each use of the `connection` proxy looks it up again
-    if not item.device_ids or db.vendor != "postgresql":
+    if db.vendor != "postgresql" or not item.device_ids:
         return None
-    install = item.name == "install"
-    row = _event_columns(app=app, item=item, received_at=received_at)
-    parameters = [app.pk, *(value for pair in item.device_ids.items() for value in pair)]
-    tracking = item.tracking_reported()
-    if install:
-        earliest = item.occurred_at - timedelta(days=app.lookback_days)
-        device = Device(app=app, installed_at=item.occurred_at, install_count=1)
-        device_tracking_update(device, item)
-        identifiers = [DeviceIdentifier(app=app, kind=kind, value=value) for kind, value in item.device_ids.items()]
-        parameters += [app.pk, *item.device_ids.values(), earliest, item.occurred_at]
-        parameters += [rows_json(Device, [device]), rows_json(DeviceIdentifier, identifiers, ("device_id",))]
-    else:
-        parameters.append(len(item.device_ids))
-    parameters += row_parameters(Event, row, ("device_id",))
-    if tracking and not install:
-        parameters += [*tracking.values(), item.occurred_at, item.occurred_at]
-    sql = _direct_sql(
-        install=install,
-        kinds=tuple(item.device_ids),
-        may_reengage=may_reengage,
-        tracking=() if install else tuple(tracking),
-    )
     try:
         # In a caller's transaction, a failure must not spoil the rest of it.
-        atomic = transaction.atomic() if db.in_atomic_block else contextlib.nullcontext()
-        with atomic, db.cursor() as cursor:
-            cursor.execute(sql, parameters)
-            stored = cursor.fetchone()
-    except IntegrityError:  # its event_id or a new identifier was stored first
+        with transaction.atomic() if db.in_atomic_block else contextlib.nullcontext():
+            if item.name == "install":
+                row, stored = _new_device_install(app=app, item=item, received_at=received_at)
+            elif item.tracking_reported() or app_profile(app).has_reengagement_trackers:
+                return None
+            else:
+                row = _event_columns(app=app, item=item, received_at=received_at)
+                stored = queries.event_insert_for_sole_owner(row=row, device_ids=item.device_ids)
+    except IntegrityError:  # its event_id or an identifier was stored first
         return None
     if stored is None:
         return None
@@ -421,6 +359,17 @@ def event_record_direct(*, app: App, item: EventInput, received_at: datetime, ma
     event = _event_instance(row, app=app)
     saved(event, event.pk, alias=db.alias)
     return event
+
+
+def _new_device_install(*, app: App, item: EventInput, received_at: datetime) -> tuple[dict, tuple[int, int] | None]:
+    """A lone install as the rules decide it: its event's row, and its (id, device_id) once
+    stored in one statement if the rules gave it a new device; else (row, None), nothing stored."""
+    batch = _EventBatch(app=app, items=[item], received_at=received_at, check_known=False)
+    [event] = batch.decide().new_events
+    row = {field.attname: getattr(event, field.attname) for field in Event._meta.concrete_fields}
+    if batch.devices_by_pk or len(batch.new_devices) != 1:
+        return row, None
+    return row, queries.device_insert_with_event(device=event.device, identifiers=batch.new_identifiers, row=row)
 
 
 def _event_columns(*, app: App, item: EventInput, received_at: datetime) -> dict:
@@ -453,112 +402,14 @@ def _event_columns(*, app: App, item: EventInput, received_at: datetime) -> dict
     }
 
 
-@functools.lru_cache(maxsize=64)
-def _direct_sql(*, install: bool, kinds: tuple[str, ...], may_reengage: bool, tracking: tuple[str, ...] = ()) -> str:
-    """event_record_direct's statement; its parameters come in the order of the %s here.
-    `tracking`: the tracking and consent fields a stored device takes from the event, as
-    device_tracking_update decides (unless a later event reported first)."""
-    quote = connection.ops.quote_name
-    owners = " OR ".join(["(kind = %s AND value = %s)"] * len(kinds))
-    if install:
-        # The new device of an organic install, inserted with its identifiers; none if any of
-        # its identifiers is known or was clicked in the lookback window.
-        device_columns, device_source = rows_source(Device)
-        id_columns, id_source = rows_source(DeviceIdentifier, ("device_id",))
-        clicked = " OR ".join(f"{quote(kind)} = %s" for kind in kinds)
-        device = (
-            f"clicked AS (SELECT 1 FROM {quote(Click._meta.db_table)} WHERE app_id = %s AND ({clicked}) "
-            f"AND clicked_at >= %s AND clicked_at <= %s LIMIT 1), "
-            f"device AS (INSERT INTO {quote(Device._meta.db_table)} ({device_columns}) "
-            f"SELECT {device_columns} FROM {device_source} "
-            f"WHERE (SELECT known FROM owner) = 0 AND NOT EXISTS (SELECT 1 FROM clicked) RETURNING id), "
-            f"linked AS (INSERT INTO {quote(DeviceIdentifier._meta.db_table)} ({id_columns}, device_id) "
-            f"SELECT {id_columns}, device.id FROM {id_source}, device)"
-        )
-        # A stored event_id must undo the new device too: let the statement fail whole.
-        on_conflict = ""
-    else:
-        # The stored device owning all the event's identifiers, if it qualifies.
-        not_installed = ""
-        if may_reengage:
-            not_installed = (
-                f"AND NOT EXISTS (SELECT 1 FROM {quote(Device._meta.db_table)} d "
-                "WHERE d.id = owner.device_id AND d.installed_at IS NOT NULL)"
-            )
-        device = f"device AS (SELECT owner.device_id AS id FROM owner WHERE owner.known = %s {not_installed})"
-        on_conflict = "ON CONFLICT (app_id, event_id) DO NOTHING"
-    columns, _ = rows_source(Event, ("device_id",))
-    insert = (
-        f"INSERT INTO {quote(Event._meta.db_table)} ({columns}, device_id) "
-        f"SELECT {row_placeholders(Event, ('device_id',))}, device.id FROM device {on_conflict} "
-        "RETURNING id, device_id"
-    )
-    head = (
-        f"WITH owner AS (SELECT min(device_id) AS device_id, count(*) AS known "
-        f"FROM {quote(DeviceIdentifier._meta.db_table)} WHERE app_id = %s AND ({owners})), {device}"
-    )
-    if not tracking:
-        return f"{head} {insert}"
-    # The device takes the event's tracking and consent only if the event was stored (not a duplicate).
-    assignments = ", ".join(f"{quote(name)} = %s" for name in [*tracking, "tracking_reported_at"])
-    return (
-        f"{head}, inserted AS ({insert}), "
-        f"tracked AS (UPDATE {quote(Device._meta.db_table)} SET {assignments} "
-        "WHERE id = (SELECT device_id FROM inserted) AND (tracking_reported_at IS NULL OR tracking_reported_at <= %s)) "
-        "SELECT id, device_id FROM inserted"
-    )
-
-
 def _event_instance(row: dict, *, app: App, device: Device | None = None) -> Event:
-    """An Event from every column of its row, built positionally: Model.__init__'s keyword
-    path was a tenth of a lone event's CPU. `device` is kept even if saved only later."""
+    """An Event from every column of its row, built positionally (cheaper than
+    Model.__init__'s keywords). `device` is kept even if saved only later."""
     event = Event(*(row[field.attname] for field in Event._meta.concrete_fields))
     Event.app.field.set_cached_value(event, app)
     if device is not None:
         Event.device.field.set_cached_value(event, device)
     return event
-
-
-def _clicks_matching(
-    *, app: App, values_by_kind: dict[str, set[str]], earliest: datetime, latest: datetime
-) -> list[Click]:
-    """The app's clicks in [earliest, latest] carrying any of the values, each with its tracker.
-
-    Written as SQL, one condition per identifier kind (not per value: SQLite limits expression
-    depth), each value list one parameter on PostgreSQL (any_of). The ORM's filtered
-    select_related query cost 0.74 ms of CPU to build and read, against 0.09 ms to run."""
-    quote = connection.ops.quote_name
-    # Adapted as the ORM adapts them: SQLite compares datetimes as text.
-    adapt = connection.ops.adapt_datetimefield_value
-    conditions, parameters = [], [app.pk, adapt(earliest), adapt(latest)]
-    for kind, values in values_by_kind.items():
-        condition, values_parameters = any_of(f"c.{quote(Click._meta.get_field(kind).column)}", values)
-        conditions.append(condition)
-        parameters += values_parameters
-    if not conditions:
-        return []
-    click_fields, tracker_fields = Click._meta.concrete_fields, Tracker._meta.concrete_fields
-    columns = ", ".join(
-        [f"c.{quote(field.column)}" for field in click_fields]
-        + [f"t.{quote(field.column)}" for field in tracker_fields]
-    )
-    sql = (
-        f"SELECT {columns} FROM {quote(Click._meta.db_table)} c "
-        f"JOIN {quote(Tracker._meta.db_table)} t ON t.id = c.tracker_id "
-        f"WHERE c.app_id = %s AND c.clicked_at >= %s AND c.clicked_at <= %s AND ({' OR '.join(conditions)})"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, parameters)
-        rows = cursor.fetchall()
-    clicks, trackers = [], {}
-    for row in rows:
-        click = instance_from_row(Click, list(row[: len(click_fields)]))
-        tracker = trackers.get(click.tracker_id)
-        if tracker is None:
-            tracker = trackers[click.tracker_id] = instance_from_row(Tracker, list(row[len(click_fields) :]))
-        Click.tracker.field.set_cached_value(click, tracker)
-        clicks.append(click)
-    return clicks
 
 
 def click_record(

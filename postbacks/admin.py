@@ -17,7 +17,7 @@ from partners.models import Partner
 from postbacks import http
 from postbacks.dashboard import chart_specs, docs_pages
 from postbacks.forms import FIELD_INPUT_PREFIX, PartnerConfigurationForm, PostbackConfigurationForm, chosen_object
-from postbacks.models import Attempt, Delivery, PartnerConfiguration, PostbackConfiguration
+from postbacks.models import Attempt, Delivery, Erasure, PartnerConfiguration, PostbackConfiguration
 from postbacks.rendering import RenderError, render_postback, requirement_problems, sample_values
 from postbacks.sending import mask, masked_headers, secret_values_of, verdict_for
 from postbacks.services import deliveries_resend, postback_send_test
@@ -516,3 +516,13 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
         if not delivery.url:
             return "—"
         return _pre(request_text(**_parts(delivery), secrets=secret_values_of(delivery.configuration)))
+
+
+@admin.register(Erasure)
+class ErasureAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
+    """Erasure requests of the user's accounts' apps, as the API recorded them: never the ids in clear."""
+
+    list_display = ["id", "app", "status", "requested_at", "completed_at", "counts"]
+    list_filter = ["status", ("app", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["app"]
+    fields = ["id", "app", "status", "id_hashes", "counts", "requested_at", "cutoff_at", "completed_at"]

@@ -460,3 +460,44 @@ class DeliveryMinute(AccountScoped):
 
 for _name in response_bucket_fields() + delay_bucket_fields():
     DeliveryMinute.add_to_class(_name, models.PositiveIntegerField(default=0))
+
+
+class Erasure(AccountScoped):
+    """A request to erase a device (GDPR, CCPA): what was asked, when, and what it removed.
+
+    The record outlives what it erased, so it keeps no device id in clear: only a keyed hash
+    of each (postbacks/erasure.py device_id_hash). The ids in clear wait in `pending_ids`
+    only until a worker processes the request, which empties it.
+    """
+
+    account_path = "app__account"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        COMPLETED = "completed", "Completed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="erasures")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    id_hashes = models.JSONField(
+        "device id hashes", default=dict, help_text="Kind → HMAC-SHA256 of the id, keyed from SECRET_KEY."
+    )
+    pending_ids = models.JSONField(default=dict, blank=True, help_text="Emptied when the erasure is processed.")
+    counts = models.JSONField(null=True, blank=True, help_text="Rows erased, by kind.")
+    requested_at = models.DateTimeField()
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Queued for a worker until then; queued again after, if still pending."
+    )
+    cutoff_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the worker locked the devices: what was stored before is erased."
+    )
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        indexes = [
+            models.Index(fields=["requested_at"], name="erasure_pending_idx", condition=models.Q(status="pending"))
+        ]
+
+    def __str__(self) -> str:
+        return f"Erasure {self.pk}"

@@ -31,6 +31,7 @@ READ_ONLY_MODELS = (
     "events.click",
     "postbacks.delivery",
     "postbacks.attempt",
+    "postbacks.erasure",
 )
 # Both roles may send a delivery again; neither may edit one.
 EXTRA_PERMISSIONS = ("postbacks.resend_delivery",)

@@ -8,11 +8,7 @@ at scrape time (postbacks/metrics.py: the backlog) come in as collectors.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest, multiprocess
-
-EVENTS_ACCEPTED = Counter(
-    "postbacks_events_accepted_total", "Events accepted by the API (duplicates not counted).", ["app", "event"]
-)
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 
 
 def exposition(*collectors) -> bytes:

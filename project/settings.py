@@ -224,6 +224,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 # Events API
 EVENT_MAX_AGE_DAYS = env_int("EVENT_MAX_AGE_DAYS", 7, minimum=1, maximum=3650)
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 60000, minimum=0)  # events per app key; 0 = off
+# Erasure requests a minute per app key (0 = off): each one is a worker's task.
+ERASURE_RATE_LIMIT_PER_MINUTE = env_int("ERASURE_RATE_LIMIT_PER_MINUTE", 60, minimum=0)
 # Reverse proxies (load balancers) in front of the web processes, each appending the address
 # it was reached from to X-Forwarded-For: the caller's IP (events, clicks, the login throttle)
 # is read from there (0: REMOTE_ADDR). project/client_ip.py.

@@ -14,11 +14,11 @@ from django.conf import settings
 
 from events.models import App
 from events.services import EventInput
+from postbacks.ingest import events_ingest
 from postbacks.models import Attempt, Delivery, PostbackConfiguration
 from postbacks.rollups import rollups_record
 from postbacks.sending import deliveries_claim, deliveries_send
 from project import clock
-from project.ingest import event_ingest
 
 # partner slug (or "custom") -> typical response time in ms
 SPEED = {"meta": 180, "tiktok": 260, "moburst": 420, "google_ads": 150, "amplitude": 90, "custom": 60}
@@ -97,5 +97,5 @@ def _retrying_now(*, closed_port: int) -> None:
             revenue=Decimal("4.99"),
             currency="USD",
         )
-        event_ingest(app=app, data=data)
+        events_ingest(app=app, items=[data])
     deliveries_send(claim=deliveries_claim(limit=100))

@@ -3,29 +3,17 @@ log in to the admin, create a custom postback, send an event through the API, se
 delivery with its response in the log, and see it counted on the dashboard's drawn chart."""
 
 import json
-import os
 import urllib.request
 
 import pytest
 
-from tests.browser.chromium import admin_login, charts_drawn, chromium_installed, chromium_start
+from tests.browser.chromium import admin_login, charts_drawn
 from tests.product import Processes, free_port, http_ok, import_config, manage, scratch_environment, wait_until
 
 pytestmark = pytest.mark.browser
 
 API_KEY = "pbk_browser_key_0123456789abcdefgh"
 PASSWORD = "browser-test-password-1"
-
-
-@pytest.fixture
-def browser():
-    if not chromium_installed():
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium and chromium-driver must be installed under CI=true (.ci/run installs them)")
-        pytest.skip("chromium / chromedriver not installed (apt-get install chromium chromium-driver)")
-    driver = chromium_start()
-    yield driver
-    driver.quit()
 
 
 def test_create_a_postback_send_an_event_and_read_the_delivery_in_the_log(tmp_path, receiver, browser):

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from events.services import EventInput
+from postbacks.ingest import events_ingest
 from postbacks.models import Delivery
 from postbacks.sending import deliveries_claim, deliveries_send
 from project import clock
-from project.ingest import events_ingest
 from tests import factories
 from tests.drills.conftest import report
 from tests.product import free_port

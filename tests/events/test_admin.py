@@ -9,9 +9,9 @@ from django.utils import timezone
 
 from events.models import App, Tracker, hash_api_key
 from events.services import EventInput, click_record
+from postbacks.ingest import events_ingest
 from postbacks.models import PostbackConfiguration
 from postbacks.roles import ACCOUNT_MANAGERS, SUPPORT
-from project.ingest import event_ingest
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +39,7 @@ def configured(app, other_app, partner):
         data = EventInput(
             event_id="e1", name="install", device_ids={"device_id": f"{prefix}dev"}, occurred_at=timezone.now()
         )
-        objects[prefix + "event"] = event_ingest(app=target, data=data).event
+        objects[prefix + "event"] = events_ingest(app=target, items=[data])[0].event
     return objects
 
 

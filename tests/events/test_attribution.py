@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from events.models import Device, DeviceIdentifier
 from events.services import EventInput, click_record
 from partners.models import Partner
-from project.ingest import event_ingest, events_ingest
+from postbacks.ingest import events_ingest
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -51,7 +51,7 @@ def click(tracker, at, **ids):
 def send(app, name, at, event_id=None, **ids):
     event_id = event_id or f"{name}-{at.isoformat()}-{'-'.join(sorted(ids.values()))}"
     data = EventInput(event_id=event_id, name=name, device_ids=ids, occurred_at=at)
-    return event_ingest(app=app, data=data).event
+    return events_ingest(app=app, items=[data])[0].event
 
 
 def test_last_click_wins(app, trackers):
@@ -173,7 +173,7 @@ def test_identifiers_owned_by_another_device_stay_with_it(app):
 
 
 def test_one_batch_follows_the_same_rules_in_order(app, trackers):
-    from project.ingest import events_ingest
+    from postbacks.ingest import events_ingest
 
     click(trackers["a"], T0 - timedelta(hours=1), adid=ADID)
     click(trackers["b_re"], T0 + timedelta(days=2), adid=ADID)

@@ -1,6 +1,7 @@
-"""A lone event with a plain outcome is stored in one statement (events.services.event_record_direct).
+"""A lone event that needs no attribution decision is stored in one statement
+(events.services.event_record_direct).
 
-Whatever it stores must be exactly what the transaction path (events_record) stores: the same
+Whatever it stores must be exactly what the rules (events_attribute, events_insert) store: the same
 scenario of clicks and events, played on two apps, one through each path, leaves the same
 devices, identifiers, attribution and events.
 """
@@ -10,17 +11,18 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from events.app_cache import app_profile
 from events.models import Click, Device, DeviceIdentifier, Event
-from events.services import EventInput, click_record
+from events.services import EventInput, click_record, events_attribute, events_insert
 from partners.models import Partner
 from postbacks.configuration_cache import app_configurations
-from project.ingest import event_ingest, events_ingest
+from postbacks.ingest import events_ingest
+from project import clock
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -99,9 +101,11 @@ def play(scenario, *, direct: bool, reengagement_trackers: bool):
                 **tracking,
             )
             if direct:
-                event_ingest(app=app, data=item)
-            else:
                 events_ingest(app=app, items=[item])
+            else:
+                with transaction.atomic():
+                    attributed = events_attribute(app=app, items=[item], received_at=clock.now())
+                    events_insert(events=attributed.new_events)
     return snapshot(app, trackers)
 
 
@@ -207,15 +211,16 @@ def send(app, name, event_id, tracking=None, **device_ids):
     app_profile(app), app_configurations(app)
     data = EventInput(event_id=event_id, name=name, device_ids=device_ids, occurred_at=T0, **(tracking or {}))
     with CaptureQueriesContext(connection) as queries:
-        outcome = event_ingest(app=app, data=data)
+        outcome = events_ingest(app=app, items=[data])[0]
     return outcome, sum(1 for query in queries if "SAVEPOINT" not in query["sql"])
 
 
 def test_plain_events_take_one_statement_on_postgresql(app):
     if connection.vendor != "postgresql":
         pytest.skip("the one-statement path is PostgreSQL's")
+    # An install is an attribution decision: the rules take it, in a transaction.
     install, statements = send(app, "install", "i1", adid="a", idfv="v")
-    assert install.created and statements == 1
+    assert install.created and statements > 1
     session, statements = send(app, "session_begin", "s1", adid="a", idfv="v")
     assert session.created and statements == 1
     assert session.event.device_id == install.event.device_id
@@ -225,13 +230,11 @@ def test_plain_events_take_one_statement_on_postgresql(app):
     assert DeviceIdentifier.objects.get(kind="idfa").device_id == install.event.device_id
 
 
-def test_tracking_and_consent_add_no_statement_on_postgresql(app):
-    if connection.vendor != "postgresql":
-        pytest.skip("the one-statement path is PostgreSQL's")
-    install, statements = send(app, "install", "i1", {"att_status": "denied", "limit_ad_tracking": True}, adid="a")
-    assert install.created and statements == 1
-    session, statements = send(app, "session_begin", "s1", {"att_status": "authorized"}, adid="a")
-    assert session.created and statements == 1
+def test_tracking_and_consent_are_kept_by_the_rules(app):
+    install, _ = send(app, "install", "i1", {"att_status": "denied", "limit_ad_tracking": True}, adid="a")
+    assert install.created
+    session, _ = send(app, "session_begin", "s1", {"att_status": "authorized"}, adid="a")
+    assert session.created
     device = Device.objects.get(pk=install.event.device_id)
     assert (device.att_status, device.limit_ad_tracking, device.tracking_reported_at) == ("authorized", True, T0)
     assert (session.event.att_status, session.event.limit_ad_tracking) == ("authorized", None)

@@ -6,8 +6,8 @@ from django.core.exceptions import ValidationError
 from events.models import App, CustomEvent, Device, Event, Tracker, hash_api_key
 from events.services import EventInput, app_issue_api_key
 from partners.models import Partner
+from postbacks.ingest import events_ingest
 from postbacks.models import Delivery
-from project.ingest import events_ingest
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -1,12 +1,12 @@
-"""The API's fast validation path must agree with EventSerializer: whatever it accepts, the
-serializer accepts with the same data; everything else goes to the serializer."""
+"""event_validate's shortcuts must agree with the schema's fields (EventSerializer's): whatever
+they accept, the fields accept with the same data; everything else the fields read and word."""
 
 from datetime import UTC, datetime
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from events.serializers import MAX_JSON_DEPTH, EventSerializer, event_validated_fast
+from events.serializers import EVENT_FIELDS, MAX_JSON_DEPTH, EventSerializer, event_validate
 from project import clock
 from tests.events.test_api_properties import OPTIONAL_FIELDS, anything, event_bodies
 
@@ -106,8 +106,12 @@ def nested(levels: int) -> list:
 
 
 def serializer_result(body):
-    serializer = EventSerializer(data=body, context={"event_names": NAMES})
-    return (dict(serializer.validated_data) if serializer.is_valid() else None), serializer.errors
+    """What the schema's fields read, without the shortcuts: (data or None, errors)."""
+    return event_validate(body, event_names=NAMES, shortcuts=False)
+
+
+def test_the_validator_reads_exactly_the_schemas_fields():
+    assert tuple(EventSerializer().fields) == EVENT_FIELDS
 
 
 @settings(max_examples=700, deadline=None)
@@ -149,11 +153,9 @@ def serializer_result(body):
 @example(body={**BASE, "device_model": "x" * 65})
 def test_what_the_fast_path_accepts_the_serializer_accepts_with_the_same_data(body):
     with clock.frozen(NOW):
-        fast = event_validated_fast(body, event_names=NAMES)
+        fast = event_validate(body, event_names=NAMES)
         expected, errors = serializer_result(body)
-    if fast is not None:
-        assert expected is not None, errors
-        assert fast == expected
+    assert fast == (expected, errors)
 
 
 def test_ordinary_events_take_the_fast_path():
@@ -182,11 +184,11 @@ def test_ordinary_events_take_the_fast_path():
     ]
     with clock.frozen(NOW):
         for body in ordinary:
-            fast = event_validated_fast(body, event_names=NAMES)
-            assert fast is not None and fast == serializer_result(body)[0]
+            fast, errors = event_validate(body, event_names=NAMES)
+            assert errors is None and fast == serializer_result(body)[0]
 
 
-def test_anything_refused_goes_to_the_serializer():
+def test_anything_refused_is_refused_as_the_fields_word_it():
     refused = [
         {"event_id": "e 1", "event": "install", "device": {"adid": "38400000-8cf0-11bd-b23e-10b96e40000d"}},
         {"event_id": "e1", "event": "refund", "device": {"adid": "38400000-8cf0-11bd-b23e-10b96e40000d"}},
@@ -202,5 +204,6 @@ def test_anything_refused_goes_to_the_serializer():
     ]
     with clock.frozen(NOW):
         for body in refused:
-            assert event_validated_fast(body, event_names=NAMES) is None
-            assert serializer_result(body)[0] is None
+            data, errors = event_validate(body, event_names=NAMES)
+            assert data is None and errors
+            assert (data, errors) == serializer_result(body)

@@ -19,9 +19,9 @@ import pytest
 from events.services import EventInput, click_record
 from partners.catalogue import catalogue_read, catalogue_sync
 from partners.models import Partner
+from postbacks.ingest import events_ingest
 from postbacks.models import Delivery
 from project import clock
-from project.ingest import event_ingest
 from tests import factories
 
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
@@ -184,7 +184,7 @@ def _ingest(app, event_id, name, at, ids, platform, tracking, **extra):
         **extra,
     )
     with clock.frozen(at + timedelta(seconds=1)):
-        return event_ingest(app=app, data=data).event
+        return events_ingest(app=app, items=[data])[0].event
 
 
 def _read(delivery: Delivery) -> Sent:

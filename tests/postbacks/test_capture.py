@@ -8,10 +8,10 @@ from django.urls import reverse
 
 from events.services import EventInput
 from partners.models import PartnerField, PartnerTemplate
+from postbacks.ingest import events_ingest
 from postbacks.models import Attempt, Delivery
 from postbacks.sending import deliveries_claim, deliveries_send
 from project import clock
-from project.ingest import event_ingest
 from tests import factories
 from tests.receiver import Receiver
 
@@ -40,7 +40,7 @@ def ingest(app, name="install"):
         event_id=f"e-{name}", name=name, device_ids={"adid": "38400000-8cf0-11bd-b23e-10b96e40000d"}, occurred_at=T0
     )
     with clock.frozen(T0):
-        event_ingest(app=app, data=data)
+        events_ingest(app=app, items=[data])[0]
         return deliveries_send(claim=deliveries_claim(limit=10))
 
 

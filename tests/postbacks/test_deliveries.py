@@ -9,9 +9,9 @@ from django.db import IntegrityError, transaction
 from events.models import Event
 from events.services import EventInput, click_record
 from partners.models import Partner
+from postbacks.ingest import events_ingest
 from postbacks.models import Delivery, PostbackConfiguration
 from project import clock
-from project.ingest import event_ingest
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -43,7 +43,7 @@ def send(app, name, at, adid=ADID, event_id=None):
         event_id=event_id or f"{name}-{at.isoformat()}-{adid}", name=name, device_ids={"adid": adid}, occurred_at=at
     )
     with clock.frozen(at + timedelta(seconds=1)):
-        return event_ingest(app=app, data=data).event
+        return events_ingest(app=app, items=[data])[0].event
 
 
 def install_via(app, tracker, adid=ADID, at=T0):
@@ -265,7 +265,7 @@ def test_a_batch_with_postbacks_takes_no_queries_per_event(app):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from project.ingest import events_ingest
+    from postbacks.ingest import events_ingest
 
     factories.make_custom_postback(app, event="install")
     factories.make_custom_postback(app, event="purchase")

@@ -9,10 +9,10 @@ import pytest
 from django.urls import reverse
 
 from events.services import EventInput
+from postbacks.ingest import events_ingest
 from postbacks.models import Delivery
 from postbacks.sending import deliveries_claim, deliveries_send
 from project import clock
-from project.ingest import event_ingest
 from tests import factories
 from tests.receiver import Reply
 
@@ -36,7 +36,7 @@ def logged(app, other_app, partner, receiver, allow_private):
             data = EventInput(
                 event_id=f"{prefix}e1", name="install", device_ids={"device_id": f"{prefix}d"}, occurred_at=T0
             )
-            made[prefix + "event"] = event_ingest(app=target, data=data).event
+            made[prefix + "event"] = events_ingest(app=target, items=[data])[0].event
             if not prefix:
                 deliveries_send(claim=deliveries_claim(limit=10))
     return made

@@ -103,6 +103,7 @@ def run_product_and_send_events(env, receiver) -> list:
         received = receiver.wait_for(EVENTS, timeout=60)
         time.sleep(1)  # anything extra (a duplicate) would arrive now
         received = list(receiver.received)
+        erase_a_device_through_the_workers(port)
     finally:
         runner.send_signal(signal.SIGINT)
         try:
@@ -111,6 +112,29 @@ def run_product_and_send_events(env, receiver) -> list:
             runner.kill()
     assert len(received) == EVENTS, "".join(output[-40:])
     return [(request, accepted_at[request.query["event_id"][0]]) for request in received]
+
+
+def api(port: int, path: str, body: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, json.loads(response.read())
+
+
+def erase_a_device_through_the_workers(port: int) -> None:
+    """An erasure is queued by the dispatcher and carried out by a worker within seconds."""
+    status, accepted = api(port, "/api/v1/erasures", {"device": {"device_id": "device-0"}})
+    assert (status, accepted["status"]) == (202, "pending")
+    deadline = time.monotonic() + 30
+    while (erasure := api(port, f"/api/v1/erasures/{accepted['id']}")[1])["status"] == "pending":
+        assert time.monotonic() < deadline, "the erasure is still pending"
+        time.sleep(0.2)
+    events = len(range(0, EVENTS, 7))  # device-0's: every 7th
+    counts = erasure["counts"]
+    assert (counts["devices"], counts["events"], counts["deliveries"]) == (1, events, events), counts
 
 
 def check_deliveries(received) -> None:

@@ -12,11 +12,11 @@ from django.urls import reverse
 from events.services import EventInput
 from partners.models import PartnerTemplate
 from postbacks.config_io import ConfigImportError, config_export, config_import
+from postbacks.ingest import events_ingest
 from postbacks.models import Delivery, PartnerConfiguration
 from postbacks.rendering import RenderError, render_postback
 from postbacks.sending import deliveries_claim, deliveries_send
 from project import clock
-from project.ingest import event_ingest
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -190,9 +190,9 @@ def test_an_overridden_postback_reaches_the_base_with_the_templates_path_through
     config = configured(app, partner, endpoint_base=receiver.url + "/relay", fixed_parameters={"region": "eu"})
     factories.make_certified_postback(config, delivery_method="all")
     with clock.frozen(T0):
-        event_ingest(
+        events_ingest(
             app=app,
-            data=EventInput(event_id="e1", name="install", device_ids={"adid": "gaid-1"}, occurred_at=T0),
+            items=[EventInput(event_id="e1", name="install", device_ids={"adid": "gaid-1"}, occurred_at=T0)],
         )
         deliveries_send(claim=deliveries_claim(limit=10))
     [received] = receiver.wait_for(1)

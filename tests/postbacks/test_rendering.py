@@ -12,11 +12,11 @@ from django.urls import reverse
 
 from events.services import EventInput
 from partners.models import PartnerTemplate
+from postbacks.ingest import events_ingest
 from postbacks.models import Attempt, Delivery, PostbackConfiguration
 from postbacks.rendering import RenderError, render_postback, sample_values
 from postbacks.sending import deliveries_claim, deliveries_send
 from project import clock
-from project.ingest import event_ingest
 from tests import factories
 from tests.receiver import Reply
 
@@ -173,7 +173,7 @@ def _ingest(app, event_id="e1", name="install"):
         user_agent="Dalvik/2.1.0 (Linux; U; Android 14)",
         ip="203.0.113.7",
     )
-    return event_ingest(app=app, data=data).event
+    return events_ingest(app=app, items=[data])[0].event
 
 
 @pytest.fixture

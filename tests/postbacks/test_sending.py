@@ -18,11 +18,11 @@ from django.core import checks
 
 from events.services import EventInput
 from postbacks import http, leases, selectors, sending
+from postbacks.ingest import events_ingest
 from postbacks.models import Attempt, Delivery
 from postbacks.sending import RETRY_SCHEDULE, deliveries_claim, deliveries_send, retry_delay
 from postbacks.services import deliveries_resend
 from project import clock
-from project.ingest import event_ingest, events_ingest
 from project.logs import JsonFormatter, PlainFormatter
 from tests import factories
 from tests.receiver import Receiver, Reply, TricklingReceiver
@@ -47,7 +47,7 @@ def ingest(app, event_id="e1", name="install"):
         occurred_at=clock.now(),
         revenue=None,
     )
-    return event_ingest(app=app, data=data).event
+    return events_ingest(app=app, items=[data])[0].event
 
 
 def send_due() -> dict:

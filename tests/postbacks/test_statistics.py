@@ -10,12 +10,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from events.services import EventInput
+from postbacks.ingest import events_ingest
 from postbacks.models import Delivery, DeliveryMinute, response_bucket_fields
 from postbacks.rollups import failure_cause
 from postbacks.sending import deliveries_claim, deliveries_send
 from postbacks.statistics import histogram_percentile
 from project import clock
-from project.ingest import event_ingest
 from tests import factories
 from tests.product import free_port
 from tests.receiver import Receiver, Reply
@@ -41,7 +41,7 @@ def ingest(app, count: int, *, prefix: str = "e", name: str = "install"):
         data = EventInput(
             event_id=f"{prefix}{number}", name=name, device_ids={"device_id": f"{prefix}d{number}"}, occurred_at=T0
         )
-        event_ingest(app=app, data=data)
+        events_ingest(app=app, items=[data])
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from django.urls import reverse
 
 from events.services import EventInput, click_record
 from partners.models import Partner
+from postbacks.ingest import events_ingest
 from postbacks.models import Delivery
 from postbacks.rendering import render_postback, sample_values
 from project import clock
-from project.ingest import event_ingest, events_ingest
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +45,7 @@ def send(app, event_id, *, name="install", hours=0, device_ids=None, **tracking)
         **tracking,
     )
     with clock.frozen(at + timedelta(seconds=1)):
-        return event_ingest(app=app, data=data).event
+        return events_ingest(app=app, items=[data])[0].event
 
 
 def sent(event, configuration) -> dict:

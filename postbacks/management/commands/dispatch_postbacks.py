@@ -1,5 +1,6 @@
 """The dispatcher: claims due deliveries every ~200 ms and hands them to django-q2 workers in
-batches. Run exactly as many as you like (claims are atomic); `make run` starts one."""
+batches, and pending erasures one by one. Run exactly as many as you like (claims are
+atomic); `make run` starts one."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from django.db import connection
 from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
+from postbacks.erasure import erasures_claim
 from postbacks.selectors import backlog
 from postbacks.sending import deliveries_claim
 from postbacks.stopping import StopRequest
@@ -19,6 +21,7 @@ from postbacks.stopping import StopRequest
 logger = logging.getLogger("postbacks.dispatcher")
 
 IDLE_SLEEP = 0.2
+ERASURES_PER_ROUND = 10
 RETRY_SLEEP = 1.0
 BACKLOG_LOG_EVERY = 30.0
 
@@ -59,6 +62,9 @@ class Command(BaseCommand):
                 time.sleep(IDLE_SLEEP)
 
     def dispatch_round(self, broker, max_queued: int) -> int:
+        # Erasures are rare and each is one task: queued whatever the deliveries' backlog.
+        for erasure_id in erasures_claim(limit=ERASURES_PER_ROUND):
+            async_task("postbacks.tasks.process_erasure", str(erasure_id), save=False, broker=broker)
         queued = broker.queue_size() or 0
         if queued >= max_queued:
             return 0

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("events", "0006_device_model_and_language"),
-        ("postbacks", "0007_postback_conditions"),
+        ("postbacks", "0008_erasure"),
     ]
 
     operations = [
