@@ -18,6 +18,7 @@ from events.scoping import visible_to
 from partners.admin import warn_if_illustrative
 from partners.models import Partner
 from postbacks import alerts, http
+from postbacks.dashboard import chart_specs, docs_pages
 from postbacks.forms import (
     FIELD_INPUT_PREFIX,
     PartnerConfigurationForm,
@@ -37,11 +38,15 @@ from postbacks.models import (
     PostbackConfiguration,
 )
 from postbacks.rendering import RenderError, render_postback, requirement_problems, sample_values
-from postbacks.selectors import WINDOWS, deliveries_matching, delivery_stats, postback_duplicates, undelivered
+from postbacks.selectors import deliveries_matching, postback_duplicates, undelivered
 from postbacks.sending import mask, masked_headers, secret_values_of, verdict_for
 from postbacks.services import deliveries_resend, postback_send_test
+from postbacks.statistics import STEPS, WINDOWS, delivery_stats
 from project import clock
 from project.dates import iso_utc
+
+# The admin's index page is the dashboard (postbacks/dashboard.py): figures of the user's accounts.
+admin.site.index_template = "admin/postbacks/dashboard_index.html"
 
 OVERRIDE_FIELDS = ["endpoint_base", "fixed_parameters"]
 LAST_ERROR_SHOWN = 60  # characters of a delivery's last error in the log's list (all of it on hover)
@@ -641,49 +646,41 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
         stats = self.admin_site.admin_view(self.stats_view)
         waiting = self.admin_site.admin_view(self.undelivered_view)
         resend_one = self.admin_site.admin_view(self.resend_one_view)
+        docs = self.admin_site.admin_view(self.docs_view)
         return [
             path("undelivered/", waiting, name="postbacks_delivery_undelivered"),
             path("<int:object_id>/resend/", resend_one, name="postbacks_delivery_resend"),
             path("resend-failed/", resend, name="postbacks_delivery_resend_failed"),
             path("stats/", stats, name="postbacks_delivery_stats"),
+            path("docs/", docs, name="postbacks_docs"),
+            path("docs/<str:name>", docs, name="postbacks_docs_page"),
             *super().get_urls(),
         ]
 
     def stats_view(self, request):
-        """Deliveries, success rate, latency, failures by reason and backlog, per partner or configuration."""
+        """Deliveries, success rate, response times, failures by cause and backlog, per partner or
+        configuration, from the per-minute rollups (postbacks/statistics.py)."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        deliveries = self.get_queryset(request)
+        visible_configurations = visible_to(PostbackConfiguration.objects.all(), request.user)
+        configurations = visible_configurations
         partner_id, configuration_id = request.GET.get("partner"), request.GET.get("configuration")
         if configuration_id and configuration_id.isdigit():
-            deliveries = deliveries.filter(configuration_id=configuration_id)
+            configurations = configurations.filter(pk=configuration_id)
         elif partner_id and partner_id.isdigit():
-            deliveries = deliveries.filter(configuration__partner_configuration__partner_id=partner_id)
+            configurations = configurations.filter(partner_configuration__partner_id=partner_id)
         window = request.GET.get("window", "24h")
         window = window if window in WINDOWS else "24h"
-        stats = delivery_stats(deliveries=deliveries, since=clock.now() - WINDOWS[window])
-        peak = max([delivered + failed for _, delivered, failed in stats.hourly] or [1])
-        bars = [
-            {
-                "x": index * 14,
-                "delivered": round(80 * delivered / peak),
-                "failed": round(80 * failed / peak),
-                "label": f"{hour:%m-%d %H}:00 UTC: {delivered} delivered, {failed} failed",
-            }
-            for index, (hour, delivered, failed) in enumerate(stats.hourly)
-        ]
+        stats = delivery_stats(configurations=configurations, since=clock.now() - WINDOWS[window], step=STEPS[window])
         context = {
             **self.admin_site.each_context(request),
             "title": "Delivery statistics",
             "opts": self.model._meta,
             "stats": stats,
-            "bars": bars,
-            "chart_width": max(14 * len(bars), 14),
+            "charts": chart_specs(stats),
             "window": window,
             "windows": list(WINDOWS),
-            "partners": Partner.objects.filter(
-                configurations__postbacks__deliveries__in=self.get_queryset(request)
-            ).distinct(),
+            "partners": Partner.objects.filter(configurations__postbacks__in=visible_configurations).distinct(),
             "partner_id": partner_id or "",
             "configuration_id": configuration_id or "",
         }
@@ -715,6 +712,20 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
         else:
             self.message_user(request, "Not resent: a skipped delivery has no request to send.", messages.WARNING)
         return HttpResponseRedirect(reverse("admin:postbacks_delivery_change", args=[delivery.pk]))
+
+    def docs_view(self, request, name: str = ""):
+        """The project's documentation (README and docs/), for the dashboard's link."""
+        pages = docs_pages()
+        if name and name not in pages:
+            raise Http404
+        context = {
+            **self.admin_site.each_context(request),
+            "title": name or "Documentation",
+            "pages": pages,
+            "name": name,
+            "text": pages[name].read_text() if name else "",
+        }
+        return TemplateResponse(request, "admin/postbacks/docs.html", context)
 
     def resend_failed_view(self, request):
         """Resend every failed delivery of a configuration or a partner since a time (after an outage)."""

@@ -413,6 +413,55 @@ class Attempt(models.Model):
         return f"Attempt {self.number} of {self.delivery_id}"
 
 
+# Upper bounds (ms) of the response-time buckets a DeliveryMinute counts attempts in; the last
+# bucket holds everything slower. Percentiles are read from these (postbacks/statistics.py).
+RESPONSE_BUCKETS_MS = (50, 100, 200, 300, 500, 750, 1000, 2000, 3000, 5000, 10000)
+
+
+# Upper bounds (s) of the buckets of delivered deliveries' wait from first due to delivered
+# (retries included: the statistics' "due → delivered").
+DELAY_BUCKETS_S = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 14400)
+
+
+def response_bucket_fields() -> list[str]:
+    return [f"under_{bound}ms" for bound in RESPONSE_BUCKETS_MS] + ["slower"]
+
+
+def delay_bucket_fields() -> list[str]:
+    return [f"due_under_{bound}s" for bound in DELAY_BUCKETS_S] + ["due_longer"]
+
+
+class DeliveryMinute(AccountScoped):
+    """Attempts of one configuration that finished in one minute with one outcome and failure
+    cause: counts, total response time and a response-time histogram. Kept as attempts are
+    recorded (postbacks/rollups.py), so the statistics never scan the deliveries table."""
+
+    account_path = "app__account"
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    configuration = models.ForeignKey(PostbackConfiguration, on_delete=models.CASCADE, related_name="+")
+    minute = models.DateTimeField()
+    outcome = models.CharField(max_length=16, choices=Attempt.Outcome.choices)
+    cause = models.CharField(max_length=16, blank=True, help_text="Why it failed (rollups.CAUSES); empty if not.")
+    attempts = models.PositiveIntegerField(default=0)
+    duration_ms_sum = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["configuration", "minute", "outcome", "cause"], name="delivery_minute_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["minute"], name="delivery_minute_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.configuration_id} {self.minute:%Y-%m-%d %H:%M} {self.outcome} {self.cause}"
+
+
+for _name in response_bucket_fields() + delay_bucket_fields():
+    DeliveryMinute.add_to_class(_name, models.PositiveIntegerField(default=0))
+
+
 class Erasure(AccountScoped):
     """A request to erase a device (GDPR, CCPA): what was asked, when, and what it removed.
 

@@ -1,24 +1,21 @@
-"""Reads about deliveries: which are due, the backlog, whether the workers stalled, and the
-figures of the delivery statistics page (selectors read; services and sending write)."""
+"""Reads about deliveries: which are due, the backlog, whether the workers stalled (selectors
+read; services and sending write; the statistics read rollups: postbacks/statistics.py)."""
 
 from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from django.db.models import Count, Min, Q, QuerySet
-from django.db.models.functions import TruncHour
+from django.db.models import Min, Q, QuerySet
 
 from events.models import DEVICE_ID_KINDS, DeviceIdentifier, Event
 from postbacks.leases import claim_lease
 from postbacks.models import AlertState, Attempt, Delivery, PostbackConfiguration
 from postbacks.rendering import destination_host
 from project import clock
-
-SAMPLE_LIMIT = 20_000  # percentiles come from the newest attempts, not from a full scan
 
 
 def paused_configurations() -> QuerySet:
@@ -131,93 +128,6 @@ def deliveries_matching(*, deliveries: QuerySet, apps: QuerySet, term: str) -> Q
         ]
         found |= Q(configuration_id__in=matching)
     return deliveries.filter(found)
-
-
-@dataclass
-class DeliveryStats:
-    since: datetime
-    by_status: dict[str, int]
-    success_rate: float | None
-    response_p50_ms: int | None
-    response_p95_ms: int | None
-    delay_p50_s: float | None
-    delay_p95_s: float | None
-    failures_by_reason: list[tuple[str, int]]
-    backlog: int
-    oldest_due_age_s: float
-    hourly: list[tuple[datetime, int, int]] = field(default_factory=list)  # hour, delivered, failed
-    per_target: list[dict] = field(default_factory=list)
-
-
-def _percentile(values: list[float], share: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
-
-
-def delivery_stats(*, deliveries: QuerySet, since: datetime) -> DeliveryStats:
-    """Figures for the deliveries a user may see, created since `since`."""
-    window = deliveries.filter(created_at__gte=since)
-    by_status = dict(window.order_by().values_list("status").annotate(n=Count("pk")))
-    delivered, failed = by_status.get("delivered", 0), by_status.get("failed", 0)
-    durations = list(
-        Attempt.objects.filter(delivery__in=window).order_by("-pk").values_list("duration_ms", flat=True)[:SAMPLE_LIMIT]
-    )
-    # From the moment a delivery was first due to its successful attempt: includes retries.
-    finished = window.filter(status="delivered").select_related("configuration").order_by("-pk")[:SAMPLE_LIMIT]
-    delays = [
-        (delivery.finished_at - delivery.created_at).total_seconds() - delivery.configuration.delay_seconds
-        for delivery in finished.only("finished_at", "created_at", "configuration__delay_seconds")
-    ]
-    reasons = list(
-        window.filter(status="failed").order_by().values_list("last_error").annotate(n=Count("pk")).order_by("-n")[:10]
-    )
-    waiting, oldest_due_age_s = backlog(deliveries=deliveries)
-    hourly_rows = (
-        window.filter(status__in=["delivered", "failed"])
-        .annotate(hour=TruncHour("created_at"))
-        .order_by()
-        .values("hour")
-        .annotate(delivered=Count("pk", filter=Q(status="delivered")), failed=Count("pk", filter=Q(status="failed")))
-        .order_by("hour")
-    )
-    per_target = list(
-        window.order_by()
-        .values(
-            "configuration_id",
-            "configuration__title",
-            "configuration__event",
-            "configuration__partner_configuration__partner__name",
-        )
-        .annotate(
-            total=Count("pk"),
-            delivered=Count("pk", filter=Q(status="delivered")),
-            failed=Count("pk", filter=Q(status="failed")),
-            skipped=Count("pk", filter=Q(status="skipped")),
-        )
-        .order_by("-total")[:50]
-    )
-    for row in per_target:
-        finished_count = row["delivered"] + row["failed"]
-        row["success_rate"] = round(100 * row["delivered"] / finished_count, 1) if finished_count else None
-    return DeliveryStats(
-        since=since,
-        by_status=by_status,
-        success_rate=round(100 * delivered / (delivered + failed), 1) if delivered + failed else None,
-        response_p50_ms=_percentile(durations, 0.5),
-        response_p95_ms=_percentile(durations, 0.95),
-        delay_p50_s=_percentile(delays, 0.5),
-        delay_p95_s=_percentile(delays, 0.95),
-        failures_by_reason=reasons,
-        backlog=waiting,
-        oldest_due_age_s=oldest_due_age_s,
-        hourly=[(row["hour"], row["delivered"], row["failed"]) for row in hourly_rows],
-        per_target=per_target,
-    )
-
-
-WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 
 
 @dataclass

@@ -28,6 +28,7 @@ from partners.templating import reply_verdict
 from postbacks import alerts, http, leases, metrics
 from postbacks.models import Attempt, Delivery, PostbackConfiguration
 from postbacks.rendering import reply_rules_of
+from postbacks.rollups import rollups_record
 from postbacks.selectors import due_filter
 from postbacks.signing import signed_headers
 from project import clock
@@ -412,6 +413,7 @@ def _outcomes_save(outcomes: list[_Outcome]) -> list[_Outcome]:
         )
         recorded = [outcome for outcome in outcomes if outcome.delivery.pk in held]
         rows_insert(Attempt, [outcome.attempt for outcome in recorded])
+        rollups_record(attempts=[outcome.attempt for outcome in recorded])
     alerts.attempts_observe(attempts=[outcome.attempt for outcome in recorded])
     for outcome in outcomes:
         if outcome.delivery.pk not in held:

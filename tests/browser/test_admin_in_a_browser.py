@@ -1,13 +1,15 @@
 """The whole product driven in a real headless browser (Debian's chromium, via selenium):
 log in to the admin, create a custom postback, send an event through the API, and see the
 delivery with its response in the log; and a failing partner raises an alert that reaches a
-webhook and pauses the postback, which Resume sends again."""
+webhook and pauses the postback, which Resume sends again; and the dashboard counts the delivery
+on its drawn chart."""
 
 import json
 import urllib.request
 
 import pytest
 
+from tests.browser.chromium import admin_login, charts_drawn
 from tests.product import Processes, free_port, http_ok, import_config, manage, scratch_environment, wait_until
 from tests.receiver import Receiver, Reply
 
@@ -18,12 +20,7 @@ PASSWORD = "browser-test-password-1"
 
 
 def log_in(browser, base: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    browser.get(base + "/admin/login/")
-    browser.find_element(By.NAME, "username").send_keys("manager")
-    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    admin_login(browser, base, username="manager", password=PASSWORD)
     assert "Site administration" in browser.page_source or "Configuration and delivery" in browser.title
 
 
@@ -115,6 +112,18 @@ def test_create_a_postback_send_an_event_and_read_the_delivery_in_the_log(tmp_pa
             assert arrived.headers["x-delivery-id"] in page  # the delivery the receiver got
             assert "/from-browser?event_id=browser-1" in page  # what was sent
             assert "200" in page and "delivered" in page.lower()  # what the partner said
+
+            # The dashboard (the admin's index) counts it, and Chart.js, served from our own
+            # static files, drew both charts.
+            browser.get(base + "/admin/")
+            dashboard = browser.find_element(By.ID, "dashboard")
+            assert "1\ndelivered" in dashboard.text and "100.0 %" in dashboard.text
+            assert charts_drawn(browser) == ["3", "2"]  # outcomes: 3 data sets; response times: 2
+            assert browser.execute_script("return typeof Chart") == "function"
+            assert browser.find_element(By.ID, "chart-outcomes").size["height"] > 100
+            browser.get(base + "/admin/postbacks/delivery/stats/")
+            assert charts_drawn(browser) == ["3", "2"]
+            assert "Purchases to the warehouse" in browser.find_element(By.ID, "per-configuration").text
         finally:
             processes.stop_all()
 

@@ -6,6 +6,7 @@ import urllib.request
 
 import pytest
 
+from tests.browser.chromium import admin_login
 from tests.product import Processes, free_port, http_ok, import_config, manage, scratch_environment, wait_until
 
 pytestmark = pytest.mark.browser
@@ -50,10 +51,7 @@ def test_a_condition_set_in_the_admin_skips_an_event_and_says_why(tmp_path, rece
         processes.start("product", "manage.py", "runall", f"127.0.0.1:{port}")
         try:
             wait_until(lambda: http_ok(base + "/admin/login/"), timeout=30, message=processes.output("product"))
-            browser.get(base + "/admin/login/")
-            browser.find_element(By.NAME, "username").send_keys("manager")
-            browser.find_element(By.NAME, "password").send_keys(PASSWORD)
-            browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+            admin_login(browser, base, username="manager", password=PASSWORD)
 
             browser.get(base + f"/admin/postbacks/postbackconfiguration/add/?app={app_pk}&kind=custom")
             Select(browser.find_element(By.NAME, "event")).select_by_value("install")

@@ -201,9 +201,11 @@ def test_statistics_page_per_partner_and_configuration(client, support, logged, 
     assert stats.by_status == {"delivered": 1, "failed": 1, "skipped": 1}  # this account's only
     assert stats.success_rate == 50.0
     assert stats.response_p50_ms is not None and stats.backlog == 0
-    assert stats.failures_by_reason == [("HTTP 404: the receiver refused it, not retried", 1)]
-    assert [(delivered, failed) for _, delivered, failed in stats.hourly] == [(1, 1)]
-    assert "<svg" in page.content.decode()
+    assert stats.failures_by_cause == [("http_4xx", "HTTP 4xx (request refused)", 1, 0)]
+    assert [
+        (point["delivered"], point["failed"]) for point in stats.series if point["delivered"] or point["failed"]
+    ] == [(1, 1)]
+    assert 'data-chart="chart-outcomes-data"' in page.content.decode()
     configuration = Delivery.objects.get(event=logged["event"], status="delivered").configuration_id
     with clock.frozen(T0 + timedelta(minutes=5)):
         one = client.get(reverse("admin:postbacks_delivery_stats"), {"configuration": configuration})
