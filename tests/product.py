@@ -154,6 +154,21 @@ class Processes:
             self.running.pop(name)
 
 
+def add_manager(env: dict[str, str], *, account: str, app: str, password: str) -> str:
+    """An "Account managers" user `manager` with `password`, member of `account`; returns `app`'s pk."""
+    return manage(
+        env,
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import Group; from django.contrib.auth import get_user_model;"
+        "from events.models import Account, App;"
+        f"user = get_user_model().objects.create_user('manager', password={password!r}, is_staff=True);"
+        "user.groups.add(Group.objects.get(name='Account managers'));"
+        f"Account.objects.get(name={account!r}).members.add(user);"
+        f"print(App.objects.get(name={app!r}).pk)",
+    ).split()[-1]
+
+
 def children_of(pid: int) -> list[int]:
     """The direct child processes of `pid` (Linux)."""
     children: list[int] = []

@@ -10,7 +10,16 @@ import urllib.request
 import pytest
 
 from tests.browser.chromium import admin_login, charts_drawn
-from tests.product import Processes, free_port, http_ok, import_config, manage, scratch_environment, wait_until
+from tests.product import (
+    Processes,
+    add_manager,
+    free_port,
+    http_ok,
+    import_config,
+    manage,
+    scratch_environment,
+    wait_until,
+)
 from tests.receiver import Receiver, Reply
 
 pytestmark = pytest.mark.browser
@@ -61,17 +70,7 @@ def product_with_manager(env: dict[str, str], postbacks: list[dict]) -> str:
             ]
         },
     )
-    return manage(
-        env,
-        "shell",
-        "-c",
-        "from django.contrib.auth.models import Group; from django.contrib.auth import get_user_model;"
-        "from events.models import Account, App;"
-        f"user = get_user_model().objects.create_user('manager', password='{PASSWORD}', is_staff=True);"
-        "user.groups.add(Group.objects.get(name='Account managers'));"
-        "Account.objects.get(name='Browser Co').members.add(user);"
-        "print(App.objects.get(name='Browser').pk)",
-    ).split()[-1]
+    return add_manager(env, account="Browser Co", app="Browser", password=PASSWORD)
 
 
 def test_create_a_postback_send_an_event_and_read_the_delivery_in_the_log(tmp_path, receiver, browser):

@@ -7,7 +7,16 @@ import urllib.request
 import pytest
 
 from tests.browser.chromium import admin_login
-from tests.product import Processes, free_port, http_ok, import_config, manage, scratch_environment, wait_until
+from tests.product import (
+    Processes,
+    add_manager,
+    free_port,
+    http_ok,
+    import_config,
+    manage,
+    scratch_environment,
+    wait_until,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -34,17 +43,7 @@ def test_a_condition_set_in_the_admin_skips_an_event_and_says_why(tmp_path, rece
         manage(env, "migrate", "-v0")
         app = {"name": "Cond", "account": "Cond Co", "platform": "android", "package_name": "com.cond.app"}
         import_config(env, {"apps": [{**app, "api_key": API_KEY, "postbacks": []}]})
-        app_pk = manage(
-            env,
-            "shell",
-            "-c",
-            "from django.contrib.auth.models import Group; from django.contrib.auth import get_user_model;"
-            "from events.models import Account, App;"
-            f"user = get_user_model().objects.create_user('manager', password='{PASSWORD}', is_staff=True);"
-            "user.groups.add(Group.objects.get(name='Account managers'));"
-            "Account.objects.get(name='Cond Co').members.add(user);"
-            "print(App.objects.get(name='Cond').pk)",
-        ).split()[-1]
+        app_pk = add_manager(env, account="Cond Co", app="Cond", password=PASSWORD)
         processes = Processes(env, tmp_path)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
