@@ -2,8 +2,17 @@ import os
 
 import pytest
 
+from postbacks import http
 from postbacks.roles import ACCOUNT_MANAGERS, SUPPORT
 from tests import factories
+
+
+@pytest.fixture(autouse=True)
+def destinations_unknown(monkeypatch):
+    """Each test starts knowing nothing of any destination's pace or slots. The receivers'
+    ports are reused between tests, and a pace learnt from an earlier test's receiver on the
+    same port would make a later one look fast or slow."""
+    monkeypatch.setattr(http, "_limits", {})
 
 
 @pytest.fixture
