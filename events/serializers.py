@@ -293,11 +293,8 @@ def _revenue(value):
 
 
 def _json(value):
-    """JSONField keeps what DRF's json.dumps writes (strict: no NaN or infinity) as it is."""
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
-        return _NOT_PLAIN
+    """JSONField keeps any value its strict json.dumps can write (no NaN or infinity) as it
+    is; whether it can, the rule finds out as it measures the value (one json.dumps, not two)."""
     return _NOT_PLAIN if value is None else value
 
 
@@ -329,9 +326,13 @@ def _code_rule(codes: frozenset, message: str):
 
 
 def _properties_rule(value, names):
+    try:
+        written = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):  # as the schema's JSONField words it
+        raise serializers.ValidationError(_declared_field("properties").error_messages["invalid"]) from None
     if not isinstance(value, dict):
         raise serializers.ValidationError("Must be an object.")
-    if len(json.dumps(value, separators=(",", ":")).encode()) > MAX_PROPERTIES_BYTES:
+    if len(written.encode()) > MAX_PROPERTIES_BYTES:
         raise serializers.ValidationError(f"At most {MAX_PROPERTIES_BYTES} bytes of JSON.")
     return value
 
