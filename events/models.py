@@ -398,7 +398,11 @@ class Event(AccountScoped):
     class Meta:
         ordering = ["-received_at"]
         constraints = [models.UniqueConstraint(fields=["app", "event_id"], name="event_unique_event_id_per_app")]
-        indexes = [models.Index(fields=["device", "occurred_at"], name="event_device_time_idx")]
+        indexes = [
+            models.Index(fields=["device", "occurred_at"], name="event_device_time_idx"),
+            # Retention deletes the oldest received first (postbacks/retention.py).
+            models.Index(fields=["received_at"], name="event_received_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} {self.event_id}"

@@ -10,6 +10,7 @@ class PostbacksConfig(AppConfig):
         from postbacks import checks  # noqa: F401 - registers the start-up checks
         from postbacks.configuration_cache import WATCHED_MODELS, forget_all
         from postbacks.roles import ensure_role_groups
+        from postbacks.schedules import schedules_on_migrate
 
         for model in WATCHED_MODELS:
             uid = f"configuration_cache_{model._meta.label}"
@@ -18,3 +19,4 @@ class PostbacksConfig(AppConfig):
 
         # Permissions exist only after migrate, so the groups are (re)built here, every time.
         post_migrate.connect(ensure_role_groups, sender=self, dispatch_uid="postbacks_role_groups")
+        post_migrate.connect(schedules_on_migrate, sender=self, dispatch_uid="postbacks_schedules")

@@ -367,6 +367,8 @@ class Delivery(AccountScoped):
                 condition=models.Q(status__in=["scheduled", "sending"]),
             ),
             models.Index(fields=["configuration", "status", "created_at"], name="delivery_config_status_idx"),
+            # Retention deletes the oldest first (postbacks/retention.py).
+            models.Index(fields=["created_at"], name="delivery_created_idx"),
         ]
         constraints = [
             models.UniqueConstraint(

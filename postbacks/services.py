@@ -16,6 +16,7 @@ from postbacks.conditions import condition_unmet
 from postbacks.configuration_cache import app_configurations, partners_by_pk
 from postbacks.models import Attempt, Delivery, PostbackConfiguration
 from postbacks.rendering import RenderedRequest, RenderError, render_postback, sample_values, values_for
+from postbacks.retention import deliveries_expired
 from postbacks.signing import signed_headers
 from project import clock
 from project.bulk import rows_insert
@@ -370,11 +371,7 @@ def deliveries_resend(*, deliveries) -> int:
 def deliveries_purge(*, older_than: timedelta, chunk: int = 5000) -> int:
     """Delete finished deliveries (delivered, failed, skipped) created before now - older_than,
     with their attempts, in chunks so a huge log never locks for long. Returns the count."""
-    cutoff = clock.now() - older_than
-    finished = Delivery.objects.filter(
-        created_at__lt=cutoff,
-        status__in=[Delivery.Status.DELIVERED, Delivery.Status.FAILED, Delivery.Status.SKIPPED],
-    )
+    finished = deliveries_expired(cutoff=clock.now() - older_than)
     total = 0
     while True:
         ids = list(finished.values_list("pk", flat=True)[:chunk])

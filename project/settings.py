@@ -110,8 +110,6 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env_str("ALERT_EMAIL_FROM", "postbacks@localhost")
-# purge_deliveries deletes finished deliveries (and their attempts) older than this.
-DELIVERY_RETENTION_DAYS = env_int("DELIVERY_RETENTION_DAYS", 30, minimum=1)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -249,6 +247,37 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 
 # Events API
 EVENT_MAX_AGE_DAYS = env_int("EVENT_MAX_AGE_DAYS", 7, minimum=1, maximum=3650)
+# Retention (docs/retention.md): the worker's daily schedule deletes, in short batches, what is
+# older than these. Each bound below keeps a rule that relies on stored rows true:
+# - events outlive EVENT_MAX_AGE_DAYS (and its 5 minutes ahead), so a replay of a deleted
+#   event is refused by its age rather than stored twice (idempotency of event_id);
+# - deliveries outlive EVENT_MAX_AGE_DAYS by 2 days, so a backdated SessionBegin finds its
+#   24-hour period's delivery (one per period);
+# - deleting a device or an event deletes its deliveries, deleting a device its events:
+#   deliveries <= devices <= events.
+DELIVERY_RETENTION_DAYS = env_int("DELIVERY_RETENTION_DAYS", 30, minimum=1)
+EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 90, minimum=2)
+DEVICE_RETENTION_DAYS = env_int("DEVICE_RETENTION_DAYS", 90, minimum=1)
+# Never shorter, when it runs, than the longest lookback window in use plus EVENT_MAX_AGE_DAYS.
+CLICK_RETENTION_DAYS = env_int("CLICK_RETENTION_DAYS", 90, minimum=1)
+for _problem in (
+    EVENT_RETENTION_DAYS <= EVENT_MAX_AGE_DAYS
+    and f"EVENT_RETENTION_DAYS={EVENT_RETENTION_DAYS} must be longer than EVENT_MAX_AGE_DAYS={EVENT_MAX_AGE_DAYS}: "
+    "a client replaying an event deleted sooner would have it stored (and its postbacks sent) again.",
+    DELIVERY_RETENTION_DAYS < EVENT_MAX_AGE_DAYS + 2
+    and f"DELIVERY_RETENTION_DAYS={DELIVERY_RETENTION_DAYS} must be at least EVENT_MAX_AGE_DAYS + 2 = "
+    f"{EVENT_MAX_AGE_DAYS + 2}: a backdated SessionBegin would no longer find its 24-hour period's postback "
+    "and send a second one.",
+    DEVICE_RETENTION_DAYS > EVENT_RETENTION_DAYS
+    and f"DEVICE_RETENTION_DAYS={DEVICE_RETENTION_DAYS} is longer than EVENT_RETENTION_DAYS="
+    f"{EVENT_RETENTION_DAYS}: a device's activity is read from its events, so it cannot be kept for "
+    "longer than they are.",
+    DELIVERY_RETENTION_DAYS > DEVICE_RETENTION_DAYS
+    and f"DELIVERY_RETENTION_DAYS={DELIVERY_RETENTION_DAYS} is longer than DEVICE_RETENTION_DAYS="
+    f"{DEVICE_RETENTION_DAYS}: deleting a device deletes its deliveries.",
+):
+    if _problem:
+        raise ImproperlyConfigured(_problem)
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 60000, minimum=0)  # events per app key; 0 = off
 # Erasure requests a minute per app key (0 = off): each one is a worker's task.
 ERASURE_RATE_LIMIT_PER_MINUTE = env_int("ERASURE_RATE_LIMIT_PER_MINUTE", 60, minimum=0)

@@ -61,6 +61,7 @@ def run_product_and_send_events(env, receiver) -> list:
         ]
     }
     manage(env, "import_postbacks", "-", stdin=json.dumps(config))
+    manage(env, "shell", "-c", STORE_OLD_HISTORY)
     port = free_port()
     runner = subprocess.Popen(
         [sys.executable, "manage.py", "runall", f"127.0.0.1:{port}"],
@@ -104,6 +105,7 @@ def run_product_and_send_events(env, receiver) -> list:
         time.sleep(1)  # anything extra (a duplicate) would arrive now
         received = list(receiver.received)
         erase_a_device_through_the_workers(port)
+        wait_for_the_schedule_to_expire_old_history(env)
     finally:
         runner.send_signal(signal.SIGINT)
         try:
@@ -135,6 +137,55 @@ def erase_a_device_through_the_workers(port: int) -> None:
     events = len(range(0, EVENTS, 7))  # device-0's: every 7th
     counts = erasure["counts"]
     assert (counts["devices"], counts["events"], counts["deliveries"]) == (1, events, events), counts
+
+
+# What a day 200 days ago left (an install and a delivered purchase of one device, a click),
+# and the worker's retention schedule made due: a cluster that has just started runs it itself.
+STORE_OLD_HISTORY = """
+from datetime import timedelta
+from django_q.models import Schedule
+from events.models import App
+from events.services import EventInput, click_record
+from partners.models import Partner
+from postbacks.ingest import events_ingest
+from postbacks.models import Delivery
+from project import clock
+
+app = App.objects.get(name="E2E")
+old = clock.now() - timedelta(days=200)
+with clock.frozen(old):
+    network = Partner.objects.filter(kind=Partner.Kind.NETWORK).first()
+    tracker = app.trackers.create(network=network, destination_url="https://play.example/")
+    click_record(tracker=tracker, clicked_at=old, device_ids={"device_id": "old-device"}, click_id="", ip=None,
+        user_agent="", parameters={})
+    for number, name in enumerate(["install", "purchase"]):
+        events_ingest(app=app, items=[EventInput(f"old-{number}", name, {"device_id": "old-device"}, occurred_at=old)])
+assert Delivery.objects.filter(event__event_id="old-1").update(status="delivered", due_at=None, finished_at=old) == 1
+assert app.events.filter(event_id__startswith="old-").count() == 2 and app.clicks.count() == 1
+assert Schedule.objects.filter(name="retention").update(next_run=clock.now() - timedelta(minutes=1)) == 1
+"""
+OLD_HISTORY_LEFT = """
+import json
+from events.models import Click, Device, Event
+from postbacks.models import Delivery
+print(json.dumps([Event.objects.filter(event_id__startswith="old-").count(),
+    Delivery.objects.filter(event__event_id__startswith="old-").count(),
+    Device.objects.filter(identifiers__value="old-device").count(), Click.objects.count(),
+    Event.objects.filter(event_id__startswith="e2e-").count()]))
+"""
+
+
+def old_history_left(env) -> list[int]:
+    return json.loads(manage(env, "shell", "-c", OLD_HISTORY_LEFT).stdout.splitlines()[-1])
+
+
+def wait_for_the_schedule_to_expire_old_history(env) -> None:
+    """django-q2's scheduler looks at the schedules 30 s after the cluster starts, then each 30 s."""
+    deadline = time.monotonic() + 60
+    while (left := old_history_left(env))[:4] != [0, 0, 0, 0]:
+        assert time.monotonic() < deadline, f"old history left (events, deliveries, devices, clicks): {left}"
+        time.sleep(1)
+    assert left[4] == EVENTS - len(range(0, EVENTS, 7))  # today's, but the erased device's, are all kept
 
 
 def check_deliveries(received) -> None:

@@ -169,3 +169,18 @@ def test_a_capture_url_keeps_scheme_host_and_port(monkeypatch):
     ]:
         monkeypatch.setenv("CAPTURE", raw)
         assert env_base_url("CAPTURE") == kept
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"EVENT_RETENTION_DAYS": "7"}, "must be longer than EVENT_MAX_AGE_DAYS=7"),
+        ({"DELIVERY_RETENTION_DAYS": "8"}, "must be at least EVENT_MAX_AGE_DAYS + 2 = 9"),
+        ({"DEVICE_RETENTION_DAYS": "100"}, "a device's activity is read from its events"),
+        ({"DEVICE_RETENTION_DAYS": "20"}, "deleting a device deletes its deliveries"),
+    ],
+)
+def test_retention_that_would_break_a_rule_refuses_to_start(tmp_path, env, message):
+    result = start(tmp_path, SECRET_KEY="x" * 50, **env)
+    assert result.returncode != 0
+    assert message in result.stderr

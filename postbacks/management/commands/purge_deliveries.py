@@ -3,11 +3,9 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from postbacks.retention import rollup_retention_days
 from postbacks.rollups import rollups_purge
 from postbacks.services import deliveries_purge
-from postbacks.statistics import WINDOWS
-
-STATISTICS_DAYS = max(WINDOWS.values()).days
 
 
 class Command(BaseCommand):
@@ -31,7 +29,6 @@ class Command(BaseCommand):
             raise CommandError("--older-than must be at least 1 day.")
         count = deliveries_purge(older_than=timedelta(days=days))
         self.stdout.write(f"Deleted {count} finished deliveries older than {days} days.")
-        # The statistics' per-minute rollups: kept for their longest window at least.
-        rollup_days = max(days, STATISTICS_DAYS)
+        rollup_days = rollup_retention_days(delivery_days=days)
         minutes = rollups_purge(older_than=timedelta(days=rollup_days))
         self.stdout.write(f"Deleted {minutes} statistics rollup minutes older than {rollup_days} days.")

@@ -1,0 +1,181 @@
+"""Retention: what is older than its setting is deleted in short batches (docs/retention.md).
+
+Each kind has its own age (the *_RETENTION_DAYS settings; project/settings.py refuses
+combinations that would break a rule relying on stored rows):
+
+- deliveries (with their attempts): finished ones created before DELIVERY_RETENTION_DAYS;
+  scheduled or sending ones are never deleted;
+- events: received before EVENT_RETENTION_DAYS, unless one of their deliveries is still
+  scheduled or sending (a paused configuration's held deliveries keep their events);
+- devices with no event received within DEVICE_RETENTION_DAYS, with their identifiers and
+  whatever events remain: the end of that device's history (its next event starts a new
+  device: an install is then a first install, attributed afresh). A device's install and
+  latest reengagement are columns of the device, so deleting events and clicks never loses them;
+- clicks: before CLICK_RETENTION_DAYS, never sooner than attribution may still read them (the
+  longest lookback window in use plus EVENT_MAX_AGE_DAYS, since a backdated install looks
+  back from its own time); a device's link to a deleted click is emptied, its snapshot of the
+  attribution (tracker, network, campaign) stays;
+- the statistics' per-minute rollups: DELIVERY_RETENTION_DAYS, never less than the
+  statistics' longest window.
+
+Each batch is one short transaction found through an index, so ingestion and delivery wait at
+most for one batch; a run stops after its time budget and says where it stopped, and the
+scheduled task queues its continuation (postbacks/tasks.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, Max, OuterRef
+
+from events.models import App, Click, Device, Event
+from postbacks.models import Delivery, DeliveryMinute
+from postbacks.statistics import WINDOWS
+from project import clock
+
+logger = logging.getLogger("postbacks.retention")
+
+BATCH = 1000
+UNFINISHED = (Delivery.Status.SCHEDULED, Delivery.Status.SENDING)
+FINISHED = (Delivery.Status.DELIVERED, Delivery.Status.FAILED, Delivery.Status.SKIPPED)
+KINDS = ("deliveries", "events", "devices", "clicks", "rollup minutes")
+
+
+@dataclass
+class RetentionRun:
+    """What a run deleted (or, dry, would delete), by kind; `finished` is False when the time
+    budget ran out first, and then `devices_after` is where the devices' scan goes on."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    finished: bool = True
+    devices_after: int = 0
+    click_days: int = 0
+
+
+def rollup_retention_days(*, delivery_days: int) -> int:
+    """Rollups are kept as long as deliveries, and at least the statistics' longest window."""
+    return max(delivery_days, max(WINDOWS.values()).days)
+
+
+def click_retention_days() -> int:
+    """CLICK_RETENTION_DAYS, raised (with a logged reason) to what attribution may still read:
+    the longest lookback window of any app plus EVENT_MAX_AGE_DAYS."""
+    longest = App.objects.aggregate(longest=Max("lookback_days"))["longest"] or 0
+    needed = longest + settings.EVENT_MAX_AGE_DAYS
+    if needed > settings.CLICK_RETENTION_DAYS:
+        logger.warning(
+            "clicks are kept %d days, not CLICK_RETENTION_DAYS=%d: an app's lookback window is %d days and "
+            "events may be backdated by EVENT_MAX_AGE_DAYS=%d",
+            needed,
+            settings.CLICK_RETENTION_DAYS,
+            longest,
+            settings.EVENT_MAX_AGE_DAYS,
+        )
+        return needed
+    return settings.CLICK_RETENTION_DAYS
+
+
+def deliveries_expired(*, cutoff):
+    """Deliveries retention deletes: finished ones created before the cut-off."""
+    return Delivery.objects.filter(created_at__lt=cutoff, status__in=FINISHED)
+
+
+def _expired_events(cutoff):
+    unfinished = Delivery.objects.filter(event=OuterRef("pk"), status__in=UNFINISHED)
+    return Event.objects.filter(received_at__lt=cutoff).exclude(Exists(unfinished))
+
+
+def _inactive_devices(cutoff):
+    # The index on (device, occurred_at) finds a device's events: one received inside the
+    # retention happened at most EVENT_MAX_AGE_DAYS before (the API refuses older ones).
+    recent = Event.objects.filter(
+        device=OuterRef("pk"),
+        occurred_at__gte=cutoff - timedelta(days=settings.EVENT_MAX_AGE_DAYS),
+        received_at__gte=cutoff,
+    )
+    unfinished = Delivery.objects.filter(device=OuterRef("pk"), status__in=UNFINISHED)
+    # A device is stored with its first event, in one transaction: none is new and eventless.
+    return Device.objects.exclude(Exists(recent)).exclude(Exists(unfinished))
+
+
+def _expired_clicks(cutoff):
+    return Click.objects.filter(clicked_at__lt=cutoff)
+
+
+def retention_run(
+    *, dry_run: bool = False, budget: timedelta | None = None, batch: int = BATCH, devices_after: int = 0
+) -> RetentionRun:
+    """Delete (dry_run: count) what each kind keeps no longer, oldest first, `batch` rows a
+    transaction, until done or `budget` is spent. The devices' scan starts after `devices_after`."""
+    now = clock.now()
+    run = RetentionRun(devices_after=devices_after, click_days=click_retention_days())
+    cutoffs = {
+        "deliveries": now - timedelta(days=settings.DELIVERY_RETENTION_DAYS),
+        "events": now - timedelta(days=settings.EVENT_RETENTION_DAYS),
+        "devices": now - timedelta(days=settings.DEVICE_RETENTION_DAYS),
+        "clicks": now - timedelta(days=run.click_days),
+        "rollup minutes": now - timedelta(days=rollup_retention_days(delivery_days=settings.DELIVERY_RETENTION_DAYS)),
+    }
+    if dry_run:
+        run.counts = {
+            "deliveries": deliveries_expired(cutoff=cutoffs["deliveries"]).count(),
+            "events": _expired_events(cutoffs["events"]).count(),
+            "devices": _inactive_devices(cutoffs["devices"]).filter(pk__gt=devices_after).count(),
+            "clicks": _expired_clicks(cutoffs["clicks"]).count(),
+            "rollup minutes": DeliveryMinute.objects.filter(minute__lt=cutoffs["rollup minutes"]).count(),
+        }
+        return run
+    deadline = None if budget is None else time.monotonic() + budget.total_seconds()
+
+    def out_of_time() -> bool:
+        if deadline is not None and time.monotonic() >= deadline:
+            run.finished = False
+        return not run.finished
+
+    # Deliveries before events and events before devices: each then deletes fewer rows by cascade.
+    for kind, expired, order in (
+        ("deliveries", deliveries_expired(cutoff=cutoffs["deliveries"]), "created_at"),
+        ("events", _expired_events(cutoffs["events"]), "received_at"),
+        ("clicks", _expired_clicks(cutoffs["clicks"]), "clicked_at"),
+        ("rollup minutes", DeliveryMinute.objects.filter(minute__lt=cutoffs["rollup minutes"]), "minute"),
+    ):
+        if kind == "clicks":
+            _devices_delete(run, _inactive_devices(cutoffs["devices"]), batch=batch, out_of_time=out_of_time)
+        while not out_of_time():
+            ids = list(expired.order_by(order).values_list("pk", flat=True)[:batch])
+            if not ids:
+                break
+            with transaction.atomic():
+                # The rule again, not the ids alone: a delivery may have been resent meanwhile.
+                deleted = expired.filter(pk__in=ids).delete()[1]
+            run.counts[kind] += deleted.get(expired.model._meta.label, 0)
+    if run.finished:
+        run.devices_after = 0
+    logger.info(
+        "retention deleted %s%s",
+        ", ".join(f"{count} {kind}" for kind, count in run.counts.items()),
+        "" if run.finished else f" and stopped after {budget}; the rest follows",
+    )
+    return run
+
+
+def _devices_delete(run: RetentionRun, inactive, *, batch: int, out_of_time) -> None:
+    """Inactive devices in the order of their ids, from `run.devices_after` on: no index
+    leads to inactivity, so the scan remembers where it stopped."""
+    while not out_of_time():
+        ids = list(inactive.filter(pk__gt=run.devices_after).order_by("pk").values_list("pk", flat=True)[:batch])
+        if not ids:
+            return
+        with transaction.atomic():
+            # Checked again and locked, as erasure locks them: an event arriving now waits for
+            # this transaction, and then ingestion retries it as a new device.
+            locked = list(inactive.filter(pk__in=ids).select_for_update(of=("self",)).values_list("pk", flat=True))
+            deleted = Device.objects.filter(pk__in=locked).delete()[1]
+        run.counts["devices"] += deleted.get("events.Device", 0)
+        run.devices_after = ids[-1]
