@@ -28,6 +28,7 @@ from postbacks.forms import (
     supply_network_data_applies,
 )
 from postbacks.models import (
+    SLOW_ATTEMPT_MS,
     Alert,
     AlertRules,
     AlertState,
@@ -550,11 +551,11 @@ class SlowFilter(admin.SimpleListFilter):
     parameter_name = "slow"
 
     def lookups(self, request, model_admin):
-        return [("1", "an attempt took over 2 s")]
+        return [("1", f"an attempt took over {SLOW_ATTEMPT_MS // 1000} s")]
 
     def queryset(self, request, queryset):
         if self.value() == "1":
-            return queryset.filter(pk__in=Attempt.objects.filter(duration_ms__gt=2000).values("delivery_id"))
+            return queryset.filter(pk__in=Attempt.objects.filter(duration_ms__gt=SLOW_ATTEMPT_MS).values("delivery_id"))
         return queryset
 
 
