@@ -182,15 +182,34 @@ def run_round(pool, port: int, path: str, key: str, seconds: float, clients: int
     }
 
 
-def serve(database_url: str, rate_limit_redis: str, workers: int, *, prefill_events: int = 0) -> dict:
-    """Migrate and set up a scratch database (prefilled with `prefill_events` if asked), then
-    start gunicorn on it; its port, keys and process."""
+NEW_KEYS = """
+from events.models import App
+from events.services import app_issue_api_key
+print(app_issue_api_key(app=App.objects.get(name="Bench")), app_issue_api_key(app=App.objects.get(name="Busy")))
+"""
+
+
+def serve(
+    database_url: str, rate_limit_redis: str, workers: int, *, prefill_events: int = 0, reuse: bool = False
+) -> dict:
+    """Migrate and set up a scratch database (prefilled with `prefill_events` if asked; with
+    `reuse`, the one an earlier run set up, with new keys), then start gunicorn on it; its
+    port, keys and process."""
     env = django_env(database_url, rate_limit_redis)
     subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     key, busy_key = subprocess.run(
-        [PYTHON, "manage.py", "shell", "-c", SETUP], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+        [PYTHON, "manage.py", "shell", "-c", NEW_KEYS if reuse else SETUP],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()[-2:]
-    if prefill_events:
+    if reuse:
+        from bench.prefill import sizes
+
+        print(f"(reused: {sizes(database_url)})", flush=True)
+    elif prefill_events:
         from bench.prefill import prefill, sizes
 
         started = time.monotonic()
@@ -243,15 +262,24 @@ def main() -> None:
         default=0,
         help="also measure, alternately, a second database prefilled with this many events (bench/prefill.py)",
     )
+    parser.add_argument(
+        "--reuse-prefilled",
+        action="store_true",
+        help="with --prefill: measure the prefilled database an earlier run left (postbacks_bench_size) as it is",
+    )
     args = parser.parse_args()
 
     setups = {"empty": serve(scratch_database(args.server, "postbacks_bench"), args.rate_limit_redis, args.workers)}
     if args.prefill:
+        name = "postbacks_bench_size"
         setups["prefilled"] = serve(
-            scratch_database(args.server, "postbacks_bench_size"),
+            urlsplit(args.server)._replace(path=f"/{name}").geturl()
+            if args.reuse_prefilled
+            else scratch_database(args.server, name),
             args.rate_limit_redis,
             args.workers,
             prefill_events=args.prefill,
+            reuse=args.reuse_prefilled,
         )
     results = {}
     try:
@@ -273,18 +301,20 @@ def main() -> None:
                     rounds[name]["postbacks"].append(
                         run_round(pool, port, "/api/v1/events", setup["busy_key"], args.seconds, args.clients)
                     )
-            for name, setup in setups.items():
+            for setup in setups.values():
                 analyze(setup["url"])
-                port = setup["port"]
-                results[name] = {
-                    "rounds": rounds[name],
-                    "batch": run_round(
-                        pool, port, "/api/v1/events/batch", setup["key"], args.seconds, 2, batch_size=1000
-                    ),
-                    "busy_batch": run_round(
-                        pool, port, "/api/v1/events/batch", setup["busy_key"], args.seconds, 2, batch_size=1000
-                    ),
-                }
+            batches = {name: {"batch": [], "busy_batch": []} for name in setups}
+            # Alternated too when there are two databases; once, as ever, when there is one.
+            for _ in range(args.rounds if args.prefill else 1):
+                for name, setup in setups.items():
+                    for kind, key in (("batch", setup["key"]), ("busy_batch", setup["busy_key"])):
+                        batches[name][kind].append(
+                            run_round(
+                                pool, setup["port"], "/api/v1/events/batch", key, args.seconds, 2, batch_size=1000
+                            )
+                        )
+            for name in setups:
+                results[name] = {"rounds": rounds[name], **{kind: batches[name][kind] for kind in batches[name]}}
     finally:
         for setup in setups.values():
             os.killpg(setup["server"].pid, signal.SIGTERM)
@@ -314,9 +344,12 @@ def report(name: str, result: dict) -> dict[str, float]:
         return statistics.median(round_[field] for round_ in rounds[kind])
 
     baseline, events, postbacks = median("baseline", "rate"), median("events", "rate"), median("postbacks", "rate")
-    batch, busy_batch = result["batch"], result["busy_batch"]
+    batch, busy_batch = (
+        {field: statistics.median(round_[field] for round_ in result[kind]) for field in ("rate", "p50", "requests")}
+        for kind in ("batch", "busy_batch")
+    )
     errors = sum(round_["errors"] for kind in rounds.values() for round_ in kind)
-    errors += batch["errors"] + busy_batch["errors"]
+    errors += sum(round_["errors"] for kind in ("batch", "busy_batch") for round_ in result[kind])
     print(f"-- {name} tables --")
     print(f"{'endpoint':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for label, kind, rate in (
@@ -329,11 +362,11 @@ def report(name: str, result: dict) -> dict[str, float]:
     print(f"  app with postbacks on installs and purchases / baseline: {postbacks / baseline:.1%}")
     print(
         f"POST /api/v1/events/batch: {batch['rate'] * 1000:.0f} events/s "
-        f"({batch['requests']} requests of 1,000, p50 {batch['p50']:.0f} ms; target: at least 5,000 events/s)"
+        f"({batch['requests']:.0f} requests of 1,000, p50 {batch['p50']:.0f} ms; target: at least 5,000 events/s)"
     )
     print(
         f"  app with postbacks: {busy_batch['rate'] * 1000:.0f} events/s "
-        f"({busy_batch['requests']} requests, p50 {busy_batch['p50']:.0f} ms)"
+        f"({busy_batch['requests']:.0f} requests, p50 {busy_batch['p50']:.0f} ms)"
     )
     print(f"errors: {errors}")
     return {
