@@ -25,8 +25,11 @@ def paused_configurations() -> QuerySet:
 
 
 def _ready_filter(now: datetime) -> Q:
-    return Q(status=Delivery.Status.SCHEDULED, due_at__lte=now) | Q(
-        status=Delivery.Status.SENDING, lease_expires_at__lt=now
+    # A claimed row keeps the due time it was claimed at, so both kinds are due by due_at: said
+    # first, it bounds the scan of delivery_due_idx at now. Without it the scan read on through
+    # every delivery waiting for a later retry (100,000 of them: 524 ms per claim).
+    return Q(due_at__lte=now) & (
+        Q(status=Delivery.Status.SCHEDULED) | Q(status=Delivery.Status.SENDING, lease_expires_at__lt=now)
     )
 
 

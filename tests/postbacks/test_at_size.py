@@ -1,7 +1,8 @@
-"""The admin's lists of what the product writes (events, devices, clicks, deliveries) stay fast
-with millions of rows: no statement reads a whole table (no count of it, no DISTINCT over it
-for a filter's choices, no case-insensitive search no index serves), and the click lookup of
-ingestion uses the partial indexes of the ids even in a prepared statement's generic plan."""
+"""At size (millions of events, clicks and deliveries): the admin's lists of what the product
+writes read no whole table (no count of it, no DISTINCT over it for a filter's choices, no
+case-insensitive search no index serves); the click lookup of ingestion uses the partial
+indexes of the ids even in a prepared statement's generic plan; the dispatcher's claim reads
+the due deliveries only."""
 
 import re
 from datetime import timedelta
@@ -18,6 +19,7 @@ from events.models import Click, Event
 from events.services import EventInput, click_record
 from postbacks.ingest import events_ingest
 from postbacks.models import Delivery
+from postbacks.selectors import due_filter
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -171,3 +173,15 @@ def test_the_click_lookup_uses_the_ids_partial_indexes_in_a_generic_plan(app, pa
     assert "click_adid_idx" in plan and "click_android_id_idx" in plan, plan
     assert "click_device_id_idx" not in plan, plan
     assert Event.objects.count() == 0  # the lookup read only
+
+
+def test_claiming_reads_the_due_deliveries_only_not_those_waiting_for_later(app):
+    if connection.vendor != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    now = timezone.now()
+    candidates = Delivery.objects.filter(due_filter(now)).order_by("due_at")[:100]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # an empty table would be read whole
+        plan = candidates.explain()
+    # Bounded by due_at in the index: 100,000 deliveries waiting for a later retry are not read.
+    assert re.search(r"Index Cond: \(due_at <= ", plan), plan
