@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import requests
@@ -141,12 +142,27 @@ def latency(
 
 def database(args, name: str, cluster: str, *, prefill_events: int, base: str, slow_base: str) -> dict:
     """A scratch database and the environment of the processes using it; prefilled by
-    bench/prefill.py with `prefill_events` (for the bench's apps, created first) if asked."""
-    database_url = scratch_database(args.server, name)
+    bench/prefill.py with `prefill_events` (for the bench's apps, created first) if asked, or
+    the one an earlier run prefilled (--reuse-prefilled)."""
+    reuse = prefill_events and args.reuse_prefilled
+    database_url = (
+        urlsplit(args.server)._replace(path=f"/{name}").geturl() if reuse else scratch_database(args.server, name)
+    )
     env = django_env(database_url)
     env.update(REDIS_URL=args.redis, Q_CLUSTER_NAME=cluster, POSTBACK_ALLOW_PRIVATE_DESTINATIONS="true")
     subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    if prefill_events:
+    if reuse:
+        from bench.prefill import sizes
+
+        with psycopg.connect(database_url, autocommit=True) as connection:
+            for app, url in (("Fast", base + "/fast"), ("Slow", slow_base + "/slow")):  # this run's receivers
+                connection.execute(
+                    "UPDATE postbacks_postbackconfiguration c SET destination_url = %s FROM events_app a "
+                    "WHERE a.id = c.app_id AND a.name = %s",
+                    [url, app],
+                )
+        print(f"(reused: {sizes(database_url)})", flush=True)
+    elif prefill_events:
         from bench.prefill import prefill, sizes
 
         apps = [
@@ -177,7 +193,13 @@ def main() -> None:
         default=0,
         help="also measure, alternately, a second database prefilled with this many events (bench/prefill.py)",
     )
+    parser.add_argument(
+        "--reuse-prefilled",
+        action="store_true",
+        help="with --prefill: measure the prefilled database an earlier run left (postbacks_bench_delivery_size)",
+    )
     args = parser.parse_args()
+    run = int(time.time()) % 100_000  # in event ids: a reused database holds an earlier run's
 
     log = Path(tempfile.mkstemp(suffix=".log")[1])
     port = free_port()
@@ -206,7 +228,8 @@ def main() -> None:
         for number in range(args.rounds):  # alternate, so drift on a shared machine hits both alike
             for offset, (label, db) in enumerate(databases.items()):
                 # Rounds numbered apart per database: the receiver's one log tells them apart.
-                fast_round, slow_round = 100 * offset + 2 * number + 1, 100 * offset + 2 * number + 2
+                fast_round = run * 1000 + 100 * offset + 2 * number + 1
+                slow_round = fast_round + 1
                 fast_rates[label].append(
                     drain(
                         db["env"],
@@ -246,7 +269,7 @@ def main() -> None:
                 "from events.models import App; from events.services import app_issue_api_key; "
                 "print(app_issue_api_key(app=App.objects.get(name='Fast')))",
             ).split()[-1]
-            p50, p99, lost = latency(db["env"], free_port(), key, args.rate, args.seconds, log, tag=label)
+            p50, p99, lost = latency(db["env"], free_port(), key, args.rate, args.seconds, log, tag=f"{label}{run}")
             throughput, with_slow = statistics.median(fast_rates[label]), statistics.median(slow_rates[label])
             figures[label] = {"throughput": throughput, "with_slow": with_slow, "p50": p50, "p99": p99, "lost": lost}
     finally:
