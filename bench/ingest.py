@@ -1,6 +1,7 @@
 """Benchmark of the events API under gunicorn on PostgreSQL, beside a bare-Django baseline.
 
     .venv/bin/python bench/ingest.py [--seconds 10] [--clients 4] [--rounds 3] [--rate-limit-redis URL]
+                                     [--prefill 10000000]
 
 Starts gunicorn (2 sync workers) on a scratch PostgreSQL database, then alternates rounds
 of load on two endpoints with the same realistic JSON body:
@@ -9,6 +10,9 @@ of load on two endpoints with the same realistic JSON body:
                 app without postbacks and for one with postbacks on installs and purchases
 and finally POST /api/v1/events/batch with 1,000 events a request. It prints requests/s,
 latencies and the ratio to the baseline (target: at least 70 %; batch: 5,000 events/s).
+With --prefill N it measures a second database, prefilled by bench/prefill.py with N events
+(and their devices, clicks, deliveries and attempts), in the same rounds, alternated with the
+empty one, and prints each figure at size as a share of the empty-table one (target: ≥ 90 %).
 Everything runs on this machine: client processes share its cores with the server. The
 per-key rate limit is off unless --rate-limit-redis names a Redis to count in, as deployed.
 """
@@ -35,6 +39,7 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
+sys.path.insert(0, str(ROOT))  # bench.prefill, when run as a script
 
 
 def free_port() -> int:
@@ -177,6 +182,66 @@ def run_round(pool, port: int, path: str, key: str, seconds: float, clients: int
     }
 
 
+NEW_KEYS = """
+from events.models import App
+from events.services import app_issue_api_key
+print(app_issue_api_key(app=App.objects.get(name="Bench")), app_issue_api_key(app=App.objects.get(name="Busy")))
+"""
+
+
+def serve(
+    database_url: str, rate_limit_redis: str, workers: int, *, prefill_events: int = 0, reuse: bool = False
+) -> dict:
+    """Migrate and set up a scratch database (prefilled with `prefill_events` if asked; with
+    `reuse`, the one an earlier run set up, with new keys), then start gunicorn on it; its
+    port, keys and process."""
+    env = django_env(database_url, rate_limit_redis)
+    subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    key, busy_key = subprocess.run(
+        [PYTHON, "manage.py", "shell", "-c", NEW_KEYS if reuse else SETUP],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()[-2:]
+    if reuse:
+        from bench.prefill import sizes
+
+        print(f"(reused: {sizes(database_url)})", flush=True)
+    elif prefill_events:
+        from bench.prefill import prefill, sizes
+
+        started = time.monotonic()
+        prefill(database_url, events=prefill_events)
+        print(f"(prefilled in {time.monotonic() - started:,.0f} s: {sizes(database_url)})", flush=True)
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "project.wsgi",
+            "-w",
+            str(workers),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return {"url": database_url, "port": port, "key": key, "busy_key": busy_key, "server": server}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", default=os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/"))
@@ -190,64 +255,72 @@ def main() -> None:
         default="",
         help="count every request against the per-key rate limit in this Redis, as deployed (default: no limit)",
     )
+    parser.add_argument(
+        "--prefill",
+        metavar="EVENTS",
+        type=int,
+        default=0,
+        help="also measure, alternately, a second database prefilled with this many events (bench/prefill.py)",
+    )
+    parser.add_argument(
+        "--reuse-prefilled",
+        action="store_true",
+        help="with --prefill: measure the prefilled database an earlier run left (postbacks_bench_size) as it is",
+    )
     args = parser.parse_args()
 
-    database_url = scratch_database(args.server, "postbacks_bench")
-    env = django_env(database_url, args.rate_limit_redis)
-    subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    key, busy_key = subprocess.run(
-        [PYTHON, "manage.py", "shell", "-c", SETUP], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    ).stdout.split()[-2:]
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            PYTHON,
-            "-m",
-            "gunicorn",
-            "project.wsgi",
-            "-w",
-            str(args.workers),
-            "-b",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-    )
+    setups = {"empty": serve(scratch_database(args.server, "postbacks_bench"), args.rate_limit_redis, args.workers)}
+    if args.prefill:
+        name = "postbacks_bench_size"
+        setups["prefilled"] = serve(
+            urlsplit(args.server)._replace(path=f"/{name}").geturl()
+            if args.reuse_prefilled
+            else scratch_database(args.server, name),
+            args.rate_limit_redis,
+            args.workers,
+            prefill_events=args.prefill,
+            reuse=args.reuse_prefilled,
+        )
+    results = {}
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
         with multiprocessing.Pool(args.clients) as pool:
-            run_round(pool, port, "/bench/baseline", key, 2, args.clients)  # warm-up
-            run_round(pool, port, "/api/v1/events", key, 2, args.clients)
-            analyze(database_url)
-            rounds: dict[str, list[dict]] = {"baseline": [], "events": [], "postbacks": []}
+            for setup in setups.values():
+                run_round(pool, setup["port"], "/bench/baseline", setup["key"], 2, args.clients)  # warm-up
+                run_round(pool, setup["port"], "/api/v1/events", setup["key"], 2, args.clients)
+                analyze(setup["url"])
+            rounds = {name: {"baseline": [], "events": [], "postbacks": []} for name in setups}
             for _ in range(args.rounds):  # alternate, so drift on a shared machine hits all alike
-                rounds["baseline"].append(run_round(pool, port, "/bench/baseline", key, args.seconds, args.clients))
-                rounds["events"].append(run_round(pool, port, "/api/v1/events", key, args.seconds, args.clients))
-                rounds["postbacks"].append(
-                    run_round(pool, port, "/api/v1/events", busy_key, args.seconds, args.clients)
-                )
-            analyze(database_url)
-            batch = run_round(pool, port, "/api/v1/events/batch", key, args.seconds, 2, batch_size=1000)
-            busy_batch = run_round(pool, port, "/api/v1/events/batch", busy_key, args.seconds, 2, batch_size=1000)
+                for name, setup in setups.items():
+                    port, key = setup["port"], setup["key"]
+                    rounds[name]["baseline"].append(
+                        run_round(pool, port, "/bench/baseline", key, args.seconds, args.clients)
+                    )
+                    rounds[name]["events"].append(
+                        run_round(pool, port, "/api/v1/events", key, args.seconds, args.clients)
+                    )
+                    rounds[name]["postbacks"].append(
+                        run_round(pool, port, "/api/v1/events", setup["busy_key"], args.seconds, args.clients)
+                    )
+            for setup in setups.values():
+                analyze(setup["url"])
+            batches = {name: {"batch": [], "busy_batch": []} for name in setups}
+            # Alternated too when there are two databases; once, as ever, when there is one.
+            for _ in range(args.rounds if args.prefill else 1):
+                for name, setup in setups.items():
+                    for kind, key in (("batch", setup["key"]), ("busy_batch", setup["busy_key"])):
+                        batches[name][kind].append(
+                            run_round(
+                                pool, setup["port"], "/api/v1/events/batch", key, args.seconds, 2, batch_size=1000
+                            )
+                        )
+            for name in setups:
+                results[name] = {"rounds": rounds[name], **{kind: batches[name][kind] for kind in batches[name]}}
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        for setup in setups.values():
+            os.killpg(setup["server"].pid, signal.SIGTERM)
+            setup["server"].wait(timeout=30)
 
-    def median(name: str, field: str) -> float:
-        return statistics.median(result[field] for result in rounds[name])
-
-    baseline, events, postbacks = median("baseline", "rate"), median("events", "rate"), median("postbacks", "rate")
-    errors = sum(result["errors"] for results in rounds.values() for result in results)
-    errors += batch["errors"] + busy_batch["errors"]
-    with psycopg.connect(database_url) as connection:
+    with psycopg.connect(setups["empty"]["url"]) as connection:
         autovacuum = connection.execute("SHOW autovacuum").fetchone()[0]
     print(
         f"gunicorn {args.workers} sync workers, PostgreSQL (autovacuum {autovacuum}; the bench runs ANALYZE "
@@ -255,24 +328,54 @@ def main() -> None:
         f"{args.rounds} alternating rounds of {args.seconds:g} s, median shown; {os.cpu_count()} cores; "
         + (f"rate limit counted in Redis ({args.rate_limit_redis})" if args.rate_limit_redis else "no rate limit")
     )
+    figures = {name: report(name, result) for name, result in results.items()}
+    if args.prefill:
+        print(f"prefilled / empty ({args.prefill:,} events; target: every figure within 10 %):")
+        for label in figures["empty"]:
+            ratio = figures["prefilled"][label] / figures["empty"][label]
+            print(f"  {label:44} {ratio:7.1%}")
+
+
+def report(name: str, result: dict) -> dict[str, float]:
+    """Print one database's figures; return them by label, for the side-by-side ratios."""
+    rounds = result["rounds"]
+
+    def median(kind: str, field: str) -> float:
+        return statistics.median(round_[field] for round_ in rounds[kind])
+
+    baseline, events, postbacks = median("baseline", "rate"), median("events", "rate"), median("postbacks", "rate")
+    batch, busy_batch = (
+        {field: statistics.median(round_[field] for round_ in result[kind]) for field in ("rate", "p50", "requests")}
+        for kind in ("batch", "busy_batch")
+    )
+    errors = sum(round_["errors"] for kind in rounds.values() for round_ in kind)
+    errors += sum(round_["errors"] for kind in ("batch", "busy_batch") for round_ in result[kind])
+    print(f"-- {name} tables --")
     print(f"{'endpoint':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
-    for label, name, rate in (
+    for label, kind, rate in (
         ("baseline: bare view, one INSERT", "baseline", baseline),
         ("POST /api/v1/events", "events", events),
         ("  app with postbacks", "postbacks", postbacks),
     ):
-        print(f"{label:34} {rate:8.0f} {median(name, 'p50'):8.1f} {median(name, 'p99'):8.1f}")
+        print(f"{label:34} {rate:8.0f} {median(kind, 'p50'):8.1f} {median(kind, 'p99'):8.1f}")
     print(f"events API / baseline: {events / baseline:.1%} (target: at least 70 %)")
     print(f"  app with postbacks on installs and purchases / baseline: {postbacks / baseline:.1%}")
     print(
         f"POST /api/v1/events/batch: {batch['rate'] * 1000:.0f} events/s "
-        f"({batch['requests']} requests of 1,000, p50 {batch['p50']:.0f} ms; target: at least 5,000 events/s)"
+        f"({batch['requests']:.0f} requests of 1,000, p50 {batch['p50']:.0f} ms; target: at least 5,000 events/s)"
     )
     print(
         f"  app with postbacks: {busy_batch['rate'] * 1000:.0f} events/s "
-        f"({busy_batch['requests']} requests, p50 {busy_batch['p50']:.0f} ms)"
+        f"({busy_batch['requests']:.0f} requests, p50 {busy_batch['p50']:.0f} ms)"
     )
     print(f"errors: {errors}")
+    return {
+        "POST /api/v1/events, req/s": events,
+        "  its p99 (as empty p99 / prefilled p99)": 1 / median("events", "p99"),
+        "  app with postbacks, req/s": postbacks,
+        "batch, events/s": batch["rate"],
+        "  app with postbacks, events/s": busy_batch["rate"],
+    }
 
 
 if __name__ == "__main__":

@@ -7,8 +7,16 @@ from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from events.admin_scoping import ReadOnlyAdminMixin, ScopedModelAdmin, ScopedTabularInline
+from events.admin_scoping import (
+    EventNameFilter,
+    ReadOnlyAdminMixin,
+    ScopedModelAdmin,
+    ScopedTabularInline,
+    VisibleRelatedFilter,
+)
 from events.models import Account, App, Click, CustomEvent, Device, DeviceIdentifier, Event, Tracker
+from events.scoping import visible_to
+from events.selectors import clicks_matching_term, devices_matching, events_matching
 from events.services import app_issue_api_key
 from project.dates import iso_utc
 
@@ -190,6 +198,23 @@ class DeviceIdentifierInline(ReadOnlyAdminMixin, ScopedTabularInline):
     extra = 0
 
 
+class InstallsFilter(admin.SimpleListFilter):
+    """Fixed choices: Django's own filter on install_count reads them by a DISTINCT over every device."""
+
+    title = "installs"
+    parameter_name = "installs"
+
+    def lookups(self, request, model_admin):
+        return [("0", "none yet"), ("1", "one"), ("2+", "reinstalled")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "2+":
+            return queryset.filter(install_count__gte=2)
+        if self.value() in ("0", "1"):
+            return queryset.filter(install_count=int(self.value()))
+        return queryset
+
+
 @admin.register(Device)
 class DeviceAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
     list_display = [
@@ -201,11 +226,17 @@ class DeviceAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
         "campaign_name",
         "reengaged_at",
     ]
-    list_filter = [("app", admin.RelatedOnlyFieldListFilter), "network", "install_count"]
-    search_fields = ["=identifiers__value", "campaign_id", "campaign_name"]
+    list_filter = [("app", VisibleRelatedFilter), "network", InstallsFilter]
+    search_fields = ["pk"]  # shows the search box; get_search_results does the search
+    search_help_text = "A device identifier, or the device's number."
     list_select_related = ["app", "network", "agency"]
     inlines = [DeviceIdentifierInline]
     ordering = ["-pk"]
+
+    def get_search_results(self, request, queryset, search_term):
+        apps = visible_to(App.objects.all(), request.user)
+        return devices_matching(devices=queryset, apps=apps, term=search_term), False
+
     fieldsets = [
         (
             None,
@@ -247,10 +278,10 @@ class DeviceAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
     list_display = ["event_id", "name", "app", "device", "occurred_at", "received_at", "revenue", "currency"]
-    list_filter = [("app", admin.RelatedOnlyFieldListFilter), "name", "is_reinstall", "is_reengagement"]
-    search_fields = ["=event_id", "=device__identifiers__value"]
+    list_filter = [("app", VisibleRelatedFilter), EventNameFilter, "is_reinstall", "is_reengagement"]
+    search_fields = ["event_id"]  # shows the search box; get_search_results does the search
+    search_help_text = "An event id, or an identifier of its device."
     list_select_related = ["app", "device__app"]
-    date_hierarchy = "received_at"
     ordering = ["-pk"]
     fields = [
         "event_id",
@@ -281,6 +312,10 @@ class EventAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
         "postbacks_overview",
     ]
     readonly_fields = ["postbacks_overview"]
+
+    def get_search_results(self, request, queryset, search_term):
+        apps = visible_to(App.objects.all(), request.user)
+        return events_matching(events=queryset, apps=apps, term=search_term), False
 
     @admin.display(description="Postbacks: what happened, and why")
     def postbacks_overview(self, event: Event) -> str:
@@ -318,7 +353,12 @@ class EventAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
 @admin.register(Click)
 class ClickAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
     list_display = ["pk", "tracker", "app", "clicked_at", "click_id", "adid", "idfa", "ip"]
-    list_filter = [("app", admin.RelatedOnlyFieldListFilter), "tracker__network"]
-    search_fields = ["=click_id", "=adid", "=idfa", "=idfv", "=android_id", "=device_id"]
+    list_filter = [("app", VisibleRelatedFilter), "tracker__network"]
+    search_fields = ["adid"]  # shows the search box; get_search_results does the search
+    search_help_text = "A device identifier the click carried."
     list_select_related = ["tracker__network", "app"]
     ordering = ["-pk"]
+
+    def get_search_results(self, request, queryset, search_term):
+        apps = visible_to(App.objects.all(), request.user)
+        return clicks_matching_term(clicks=queryset, apps=apps, term=search_term), False

@@ -3,9 +3,12 @@ one that makes a record read-only."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from functools import cached_property
 
-from events.models import AccountScoped
+from django.contrib import admin
+from django.core.paginator import Paginator
+
+from events.models import BUILTIN_EVENTS, AccountScoped, CustomEvent
 from events.scoping import visible_to
 from project.audit import AuditedAdmin
 
@@ -37,11 +40,59 @@ class ScopedTabularInline(AccountScopedMixin, admin.TabularInline):
     pass
 
 
+class CappedPaginator(Paginator):
+    """Counts the rows a list shows only up to `cap`: counting millions of events or
+    deliveries on every page took seconds, and nobody pages that far (they filter or search).
+    The list then says "more than 10,000" (templates admin/<app>/pagination.html)."""
+
+    cap = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list[: self.cap + 1].count()
+
+    @property
+    def capped(self) -> bool:
+        return self.count > self.cap
+
+
+class VisibleRelatedFilter(admin.RelatedFieldListFilter):
+    """A filter on a related row offering the related rows the user may see, read from that
+    (small) table; Django's RelatedOnlyFieldListFilter reads them from the listed (big) table
+    with a DISTINCT over all of it."""
+
+    def field_choices(self, field, request, model_admin):
+        related = field.remote_field.model
+        rows = self.choices_queryset(related._default_manager.all(), request)
+        return [(row.pk, str(row)) for row in rows.order_by(*related._meta.ordering or ["pk"])]
+
+    def choices_queryset(self, rows, request):
+        return visible_to(rows, request.user) if issubclass(rows.model, AccountScoped) else rows
+
+
+class EventNameFilter(admin.SimpleListFilter):
+    """The event names the user's apps declare (built-in and custom), read from the apps'
+    declarations rather than by a DISTINCT over every stored event."""
+
+    title = "event"
+    parameter_name = "event_name"
+    lookup = "name"  # the event's name, from the listed model
+
+    def lookups(self, request, model_admin):
+        custom = visible_to(CustomEvent.objects.all(), request.user).values_list("name", flat=True).distinct()
+        return [(name, name) for name in sorted({*BUILTIN_EVENTS, *custom})]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(**{self.lookup: self.value()}) if self.value() else queryset
+
+
 class ReadOnlyAdminMixin:
     """Records the product writes (events, devices, clicks, deliveries, attempts): staff read
-    them, nobody edits them by hand."""
+    them, nobody edits them by hand. There are millions of them: their lists count no more
+    than they show, and their filters read their choices from the small tables."""
 
     show_full_result_count = False  # no COUNT(*) over the whole table on every page
+    paginator = CappedPaginator
 
     def has_add_permission(self, request, obj=None):
         return False

@@ -12,7 +12,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from events.admin_scoping import ReadOnlyAdminMixin, ScopedModelAdmin
+from events.admin_scoping import EventNameFilter, ReadOnlyAdminMixin, ScopedModelAdmin, VisibleRelatedFilter
 from events.models import App
 from events.scoping import visible_to
 from partners.admin import warn_if_illustrative
@@ -28,6 +28,7 @@ from postbacks.forms import (
     supply_network_data_applies,
 )
 from postbacks.models import (
+    SLOW_ATTEMPT_MS,
     Alert,
     AlertRules,
     AlertState,
@@ -550,26 +551,24 @@ class SlowFilter(admin.SimpleListFilter):
     parameter_name = "slow"
 
     def lookups(self, request, model_admin):
-        return [("1", "an attempt took over 2 s")]
+        return [("1", f"an attempt took over {SLOW_ATTEMPT_MS // 1000} s")]
 
     def queryset(self, request, queryset):
         if self.value() == "1":
-            return queryset.filter(pk__in=Attempt.objects.filter(duration_ms__gt=2000).values("delivery_id"))
+            return queryset.filter(pk__in=Attempt.objects.filter(duration_ms__gt=SLOW_ATTEMPT_MS).values("delivery_id"))
         return queryset
 
 
-class EventNameFilter(admin.SimpleListFilter):
-    """Event names of the user's own deliveries only (a plain field filter would list every account's)."""
+class DeliveryEventNameFilter(EventNameFilter):
+    lookup = "event__name"
 
-    title = "event"
-    parameter_name = "event_name"
 
-    def lookups(self, request, model_admin):
-        names = model_admin.get_queryset(request).order_by().values_list("event__name", flat=True).distinct()
-        return [(name, name) for name in sorted(names)[:100]]
+class PartnerFilter(VisibleRelatedFilter):
+    """The partners of the user's configurations (a plain filter would list every account's)."""
 
-    def queryset(self, request, queryset):
-        return queryset.filter(event__name=self.value()) if self.value() else queryset
+    def choices_queryset(self, rows, request):
+        configurations = visible_to(PostbackConfiguration.objects.all(), request.user)
+        return rows.filter(configurations__postbacks__in=configurations).distinct()
 
 
 class AttemptInline(ReadOnlyAdminMixin, admin.StackedInline):
@@ -767,9 +766,9 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
         "status",
         ResponseClassFilter,
         SlowFilter,
-        EventNameFilter,
-        ("configuration__partner_configuration__partner", admin.RelatedOnlyFieldListFilter),
-        ("app", admin.RelatedOnlyFieldListFilter),
+        DeliveryEventNameFilter,
+        ("configuration__partner_configuration__partner", PartnerFilter),
+        ("app", VisibleRelatedFilter),
     ]
     search_fields = ["delivery_id"]  # shows the search box; get_search_results does the search
     search_help_text = "A delivery id or the short id shown, an event id, a device id, or a destination host."

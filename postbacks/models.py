@@ -383,6 +383,9 @@ class Delivery(AccountScoped):
         return str(self.delivery_id)
 
 
+SLOW_ATTEMPT_MS = 2000  # an attempt that took longer is slow (the delivery log's filter)
+
+
 class Attempt(models.Model):
     """One HTTP exchange of a delivery: what was sent and what came back."""
 
@@ -410,6 +413,12 @@ class Attempt(models.Model):
     class Meta:
         ordering = ["delivery", "number"]
         constraints = [models.UniqueConstraint(fields=["delivery", "number"], name="attempt_unique_number")]
+        # The delivery log's "slow" filter reads only these few attempts, not all of them.
+        indexes = [
+            models.Index(
+                fields=["delivery"], condition=models.Q(duration_ms__gt=SLOW_ATTEMPT_MS), name="attempt_slow_idx"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"Attempt {self.number} of {self.delivery_id}"
