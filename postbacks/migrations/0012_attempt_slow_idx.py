@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("postbacks", "0010_delivery_minute"),
+        ("postbacks", "0011_delivery_created_index"),
     ]
 
     operations = [
