@@ -6,14 +6,28 @@ from __future__ import annotations
 from django.db.models import Q, QuerySet
 
 from events.models import DEVICE_ID_KINDS, DeviceIdentifier
+from events.serializers import normalize_device_ids
 
 SEARCH_MATCHES = 1000  # a search term is an id: more matches than this are not a support case
+
+
+def stored_forms(term: str) -> dict[str, str]:
+    """`term` as each kind of device id would be stored, normalised as the API normalises
+    it (an IDFA pasted in capitals is stored lower-case); kinds it cannot be are left out."""
+    return normalize_device_ids(dict.fromkeys(DEVICE_ID_KINDS, term), strict=False)[0]
+
+
+def _any_kind(forms: dict[str, str], **fixed) -> Q:
+    found = Q(pk__in=[])
+    for kind, value in forms.items():
+        found |= Q(kind=kind, value=value, **fixed)
+    return found
 
 
 def devices_identified_by(*, apps: QuerySet, term: str) -> list[int]:
     """The ids of the devices of `apps` known by the identifier `term` (any kind), through
     the (app, kind, value) index."""
-    identifiers = DeviceIdentifier.objects.filter(app__in=apps, kind__in=DEVICE_ID_KINDS, value=term)
+    identifiers = DeviceIdentifier.objects.filter(_any_kind(stored_forms(term)), app__in=apps)
     return list(identifiers.values_list("device_id", flat=True)[:SEARCH_MATCHES])
 
 
@@ -46,7 +60,7 @@ def clicks_matching_term(*, clicks: QuerySet, apps: QuerySet, term: str) -> Quer
     if not term:
         return clicks
     app_ids = list(apps.values_list("pk", flat=True))
-    found = Q()
-    for kind in DEVICE_ID_KINDS:
-        found |= Q(app__in=app_ids, **{kind: term}) & ~Q(**{kind: ""})
+    found = Q(pk__in=[])
+    for kind, value in stored_forms(term).items():
+        found |= Q(app__in=app_ids, **{kind: value}) & ~Q(**{kind: ""})
     return clicks.filter(found)

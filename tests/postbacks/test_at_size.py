@@ -6,6 +6,7 @@ the due deliveries only."""
 
 import re
 from datetime import timedelta
+from urllib.parse import quote
 
 import pytest
 from django.db import connection
@@ -106,6 +107,22 @@ def test_the_lists_find_by_exact_ids(admin_client, stored, app):
     assert listed(reverse("admin:events_event_changelist") + "?q=e-2") == []
     assert listed(reverse("admin:events_device_changelist") + f"?q={ADID}") == [stored.device]
     assert [click.adid for click in listed(reverse("admin:events_click_changelist") + f"?q={ADID}")] == [ADID]
+
+
+def test_an_id_pasted_as_the_partner_writes_it_is_found_as_the_api_stored_it(admin_client, stored):
+    """Exact matching, after the API's own normalisation: an IDFA or ad id in capitals (as
+    iOS prints it) finds the device whose id the API stored lower-case."""
+
+    def listed(url):
+        return list(admin_client.get(url).context["cl"].result_list)
+
+    pasted = quote(f" {ADID.upper()} ")
+    assert listed(reverse("admin:events_device_changelist") + f"?q={pasted}") == [stored.device]
+    assert listed(reverse("admin:events_event_changelist") + f"?q={pasted}") == [stored]
+    assert listed(reverse("admin:postbacks_delivery_changelist") + f"?q={pasted}") == [
+        Delivery.objects.get(event=stored)
+    ]
+    assert [click.adid for click in listed(reverse("admin:events_click_changelist") + f"?q={pasted}")] == [ADID]
 
 
 def test_filters_offer_declared_event_names_and_visible_apps_without_reading_the_log(
