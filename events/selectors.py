@@ -11,16 +11,17 @@ from events.serializers import normalize_device_ids
 SEARCH_MATCHES = 1000  # a search term is an id: more matches than this are not a support case
 
 
-def stored_forms(term: str) -> dict[str, str]:
-    """`term` as each kind of device id would be stored, normalised as the API normalises
-    it (an IDFA pasted in capitals is stored lower-case); kinds it cannot be are left out."""
-    return normalize_device_ids(dict.fromkeys(DEVICE_ID_KINDS, term), strict=False)[0]
+def stored_forms(term: str) -> set[tuple[str, str]]:
+    """The (kind, value) pairs a device id `term` may be stored as: as typed, and as the API
+    normalises each kind (an IDFA pasted in capitals is stored lower-case)."""
+    normalised = normalize_device_ids(dict.fromkeys(DEVICE_ID_KINDS, term), strict=False)[0]
+    return {(kind, term) for kind in DEVICE_ID_KINDS} | set(normalised.items())
 
 
-def _any_kind(forms: dict[str, str], **fixed) -> Q:
+def _any_kind(pairs: set[tuple[str, str]]) -> Q:
     found = Q(pk__in=[])
-    for kind, value in forms.items():
-        found |= Q(kind=kind, value=value, **fixed)
+    for kind, value in sorted(pairs):
+        found |= Q(kind=kind, value=value)
     return found
 
 
@@ -61,6 +62,6 @@ def clicks_matching_term(*, clicks: QuerySet, apps: QuerySet, term: str) -> Quer
         return clicks
     app_ids = list(apps.values_list("pk", flat=True))
     found = Q(pk__in=[])
-    for kind, value in stored_forms(term).items():
+    for kind, value in sorted(stored_forms(term)):
         found |= Q(app__in=app_ids, **{kind: value}) & ~Q(**{kind: ""})
     return clicks.filter(found)
