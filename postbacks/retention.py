@@ -32,7 +32,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, Max, OuterRef
+from django.db.models import Exists, Max, OuterRef, QuerySet
 
 from events.models import App, Click, Device, Event
 from postbacks.models import Delivery, DeliveryMinute
@@ -147,16 +147,7 @@ def retention_run(
     ):
         if kind == "clicks":
             _devices_delete(run, _inactive_devices(cutoffs["devices"]), batch=batch, out_of_time=out_of_time)
-        while not out_of_time():
-            ids = list(expired.order_by(order).values_list("pk", flat=True)[:batch])
-            if not ids:
-                break
-            with transaction.atomic():
-                # The rule again, not the ids alone: a delivery may have been resent meanwhile.
-                # Only the ids are read back: Django loads the rows it deletes, and a wide row
-                # (a delivery's request) costs more to load than to delete.
-                deleted = expired.filter(pk__in=ids).only("pk").delete()[1]
-            run.counts[kind] += deleted.get(expired.model._meta.label, 0)
+        run.counts[kind] += expired_delete(expired, order=order, batch=batch, out_of_time=out_of_time)
     if run.finished:
         run.devices_after = 0
     logger.info(
@@ -165,6 +156,23 @@ def retention_run(
         "" if run.finished else f" and stopped after {budget}; the rest follows",
     )
     return run
+
+
+def expired_delete(expired: QuerySet, *, order: str, batch: int = BATCH, out_of_time=lambda: False) -> int:
+    """Delete the rows `expired` selects (with what cascades from them), oldest first by
+    `order`, `batch` rows a transaction, until none is left or out_of_time(); the count deleted."""
+    total = 0
+    while not out_of_time():
+        ids = list(expired.order_by(order).values_list("pk", flat=True)[:batch])
+        if not ids:
+            break
+        with transaction.atomic():
+            # The rule again, not the ids alone: a delivery may have been resent meanwhile.
+            # Only the ids are read back: Django loads the rows it deletes, and a wide row
+            # (a delivery's request) costs more to load than to delete.
+            deleted = expired.filter(pk__in=ids).only("pk").delete()[1]
+        total += deleted.get(expired.model._meta.label, 0)
+    return total
 
 
 def _devices_delete(run: RetentionRun, inactive, *, batch: int, out_of_time) -> None:

@@ -14,9 +14,9 @@ from partners.models import Partner
 from postbacks import http, metrics
 from postbacks.conditions import condition_unmet
 from postbacks.configuration_cache import app_configurations, partners_by_pk
-from postbacks.models import Attempt, Delivery, PostbackConfiguration
+from postbacks.models import Delivery, PostbackConfiguration
 from postbacks.rendering import RenderedRequest, RenderError, render_postback, sample_values, values_for
-from postbacks.retention import deliveries_expired
+from postbacks.retention import deliveries_expired, expired_delete
 from postbacks.signing import signed_headers
 from project import clock
 from project.bulk import rows_insert
@@ -371,15 +371,7 @@ def deliveries_resend(*, deliveries) -> int:
 def deliveries_purge(*, older_than: timedelta, chunk: int = 5000) -> int:
     """Delete finished deliveries (delivered, failed, skipped) created before now - older_than,
     with their attempts, in chunks so a huge log never locks for long. Returns the count."""
-    finished = deliveries_expired(cutoff=clock.now() - older_than)
-    total = 0
-    while True:
-        ids = list(finished.values_list("pk", flat=True)[:chunk])
-        if not ids:
-            return total
-        Attempt.objects.filter(delivery_id__in=ids).delete()
-        # Only the ids are read back (Django loads what it deletes): a delivery's row is wide.
-        total += Delivery.objects.filter(pk__in=ids).only("pk").delete()[1].get("postbacks.Delivery", 0)
+    return expired_delete(deliveries_expired(cutoff=clock.now() - older_than), order="created_at", batch=chunk)
 
 
 def postback_send_test(*, configuration: PostbackConfiguration) -> tuple[RenderedRequest, http.Exchange]:
