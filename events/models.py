@@ -246,11 +246,17 @@ ATTRIBUTION_LINKS = (
 )
 
 
-def attribution_link(to, *, related_name: str = "+") -> models.ForeignKey:
+def attribution_link(to, *, related_name: str = "+", db_constraint: bool = True) -> models.ForeignKey:
     """A device's pointer at what attributed it: emptied when that is deleted, and indexed by
     Device.Meta's partial index rather than a full one."""
     return models.ForeignKey(
-        to, on_delete=models.SET_NULL, null=True, blank=True, related_name=related_name, db_index=False
+        to,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name=related_name,
+        db_index=False,
+        db_constraint=db_constraint,
     )
 
 
@@ -264,7 +270,9 @@ class Device(AccountScoped):
     install_count = models.PositiveIntegerField(default=0, help_text="1 for the first install; more are reinstalls.")
     # Attribution of the first install: a snapshot, so later tracker edits do not rewrite history.
     install_tracker = attribution_link(Tracker, related_name="attributed_devices")
-    install_click = attribution_link("Click")
+    # Clicks are partitioned by day on PostgreSQL (docs/retention.md#partitions), which a
+    # foreign key would keep from being dropped: retention empties these links itself first.
+    install_click = attribution_link("Click", db_constraint=False)
     network = attribution_link(Partner)
     agency = attribution_link(Partner)
     campaign_id = models.CharField(max_length=100, blank=True)
@@ -272,7 +280,7 @@ class Device(AccountScoped):
     # The latest reengagement: with the install, the anchor of SessionBegin's 24-hour periods.
     reengaged_at = models.DateTimeField(null=True, blank=True)
     reengagement_tracker = attribution_link(Tracker, related_name="reengaged_devices")
-    reengagement_click = attribution_link("Click")
+    reengagement_click = attribution_link("Click", db_constraint=False)
     reengagement_network = attribution_link(Partner)
     reengagement_agency = attribution_link(Partner)
     # Tracking and consent: the latest reported (by event time), each kept until reported again.
@@ -404,12 +412,39 @@ class Event(AccountScoped):
 
     class Meta:
         ordering = ["-received_at"]
-        constraints = [models.UniqueConstraint(fields=["app", "event_id"], name="event_unique_event_id_per_app")]
+        # An app's event_id is unique through EventKey: a unique constraint here could not
+        # span the table's daily partitions on PostgreSQL.
         indexes = [
             models.Index(fields=["device", "occurred_at"], name="event_device_time_idx"),
             # Retention deletes the oldest received first (postbacks/retention.py).
             models.Index(fields=["received_at"], name="event_received_idx"),
+            # Support's search by event id, however old (EventKey keeps a week's). Not unique:
+            # on PostgreSQL each day's partition has its own, small, index.
+            models.Index(fields=["app", "event_id"], name="event_app_event_id_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.name} {self.event_id}"
+
+
+class EventKey(models.Model):
+    """An app's event_id, stored with its event and unique per app: what makes a repeated event
+    a duplicate. Unlike the events, which are partitioned by day on PostgreSQL, this table is
+    one, so the uniqueness spans every day. A key is kept EVENT_MAX_AGE_DAYS + 1 days, after
+    which the event's own age refuses a replay (docs/retention.md#idempotency)."""
+
+    # The event's id: looked up by it, and deleted with it by Django's cascade.
+    event = models.OneToOneField(
+        Event, on_delete=models.CASCADE, primary_key=True, related_name="key", db_constraint=False
+    )
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
+    key = models.CharField(max_length=128, help_text="The event's event_id.")
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["app", "key"], name="event_key_unique")]
+        # No index of received_at: retention walks the keys in the order of their events' ids,
+        # which is the order they came in, and stops at the first it keeps (postbacks/retention.py).
+
+    def __str__(self) -> str:
+        return self.key

@@ -103,9 +103,14 @@ def _identifiers_match(pairs: set[tuple[str, str]]) -> Q:
     return _any_of([Q(kind=kind, value=value) for kind, value in sorted(pairs)])
 
 
+# Deleted with their events, and part of them: not counted apart.
+UNCOUNTED = {"events.EventKey"}
+
+
 def _add_counts(counts: Counter, deleted: tuple[int, dict[str, int]]) -> None:
     for label, count in deleted[1].items():
-        counts[COUNTED.get(label, label)] += count
+        if label not in UNCOUNTED:
+            counts[COUNTED.get(label, label)] += count
 
 
 @transaction.atomic

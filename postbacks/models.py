@@ -329,7 +329,9 @@ class Delivery(AccountScoped):
     )
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="deliveries")
     configuration = models.ForeignKey(PostbackConfiguration, on_delete=models.CASCADE, related_name="deliveries")
-    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
+    # No database constraint: events are partitioned by day on PostgreSQL, and a foreign key
+    # would keep a day from being dropped; retention deletes an event's deliveries first.
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries", db_constraint=False)
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="deliveries")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
     skip_reason = models.CharField(max_length=300, blank=True)

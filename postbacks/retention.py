@@ -16,11 +16,14 @@ combinations that would break a rule relying on stored rows):
   back from its own time); a device's link to a deleted click is emptied, its snapshot of the
   attribution (tracker, network, campaign) stays;
 - the statistics' per-minute rollups: DELIVERY_RETENTION_DAYS, never less than the
-  statistics' longest window.
+  statistics' longest window;
+- event keys (what makes a replay a duplicate): EVENT_MAX_AGE_DAYS + 1 days.
 
-Each batch is one short transaction found through an index, so ingestion and delivery wait at
-most for one batch; a run stops after its time budget and says where it stopped, and the
-scheduled task queues its continuation (postbacks/tasks.py).
+On PostgreSQL, whole days of events, clicks and attempts go first by dropping their partitions,
+when the same rules would delete every row of the day (postbacks/partitions.py). The rest goes
+in batches: each batch is one short transaction found through an index, so ingestion and
+delivery wait at most for one batch; a run stops after its time budget and says where it
+stopped, and the scheduled task queues its continuation (postbacks/tasks.py).
 """
 
 from __future__ import annotations
@@ -28,13 +31,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, Max, OuterRef, QuerySet
+from django.db.models import Exists, Max, Min, OuterRef, QuerySet
 
-from events.models import App, Click, Device, Event
+from events.models import App, Click, Device, Event, EventKey
+from postbacks import partitions
 from postbacks.models import Delivery, DeliveryMinute
 from postbacks.statistics import WINDOWS
 from project import clock
@@ -44,7 +48,7 @@ logger = logging.getLogger("postbacks.retention")
 BATCH = 1000
 UNFINISHED = (Delivery.Status.SCHEDULED, Delivery.Status.SENDING)
 FINISHED = (Delivery.Status.DELIVERED, Delivery.Status.FAILED, Delivery.Status.SKIPPED)
-KINDS = ("deliveries", "events", "devices", "clicks", "rollup minutes")
+KINDS = ("deliveries", "events", "devices", "clicks", "rollup minutes", "event keys")
 
 
 @dataclass
@@ -108,6 +112,35 @@ def _expired_clicks(cutoff):
     return Click.objects.filter(clicked_at__lt=cutoff)
 
 
+def event_keys_kept_days() -> int:
+    """An event's key (what makes a replay a duplicate) outlives the events' age limit by a
+    day: a replay received later is refused for its age (its timestamp is the original's)."""
+    return settings.EVENT_MAX_AGE_DAYS + 1
+
+
+def _events_unlink(events: QuerySet) -> None:
+    """Before a day of events is dropped: their deliveries (finished ones: a scheduled one keeps
+    the day) and their keys, found between the day's lowest and highest event ids."""
+    first, last = events.aggregate(first=Min("pk"), last=Max("pk")).values()
+    if first is None:
+        return
+    ids = events.values("pk")
+    deliveries = Delivery.objects.filter(event_id__gte=first, event_id__lte=last, event_id__in=ids)
+    expired_delete(deliveries, order="pk")
+    EventKey.objects.filter(pk__gte=first, pk__lte=last, pk__in=ids).delete()
+
+
+def _clicks_unlink(clicks: QuerySet) -> None:
+    """Before a day of clicks is dropped: the devices' links to them are emptied, as deleting does."""
+    first, last = clicks.aggregate(first=Min("pk"), last=Max("pk")).values()
+    if first is None:
+        return
+    ids = clicks.values("pk")
+    for link in ("install_click", "reengagement_click"):
+        linked = {f"{link}_id__gte": first, f"{link}_id__lte": last, f"{link}_id__in": ids}
+        Device.objects.filter(**linked).update(**{link: None})
+
+
 def retention_run(
     *, dry_run: bool = False, budget: timedelta | None = None, batch: int = BATCH, devices_after: int = 0
 ) -> RetentionRun:
@@ -121,6 +154,7 @@ def retention_run(
         "devices": now - timedelta(days=settings.DEVICE_RETENTION_DAYS),
         "clicks": now - timedelta(days=run.click_days),
         "rollup minutes": now - timedelta(days=rollup_retention_days(delivery_days=settings.DELIVERY_RETENTION_DAYS)),
+        "event keys": now - timedelta(days=event_keys_kept_days()),
     }
     if dry_run:
         run.counts = {
@@ -129,6 +163,7 @@ def retention_run(
             "devices": _inactive_devices(cutoffs["devices"]).filter(pk__gt=devices_after).count(),
             "clicks": _expired_clicks(cutoffs["clicks"]).count(),
             "rollup minutes": DeliveryMinute.objects.filter(minute__lt=cutoffs["rollup minutes"]).count(),
+            "event keys": EventKey.objects.filter(received_at__lt=cutoffs["event keys"]).count(),
         }
         return run
     deadline = None if budget is None else time.monotonic() + budget.total_seconds()
@@ -138,15 +173,30 @@ def retention_run(
             run.finished = False
         return not run.finished
 
+    # On PostgreSQL the coming days' partitions are made, and whole days go first by dropping
+    # their partitions (postbacks/partitions.py); what they leave goes in batches, as on SQLite.
+    partitions.partitions_ensure()
     # Deliveries before events and events before devices: each then deletes fewer rows by cascade.
     for kind, expired, order in (
         ("deliveries", deliveries_expired(cutoff=cutoffs["deliveries"]), "created_at"),
         ("events", _expired_events(cutoffs["events"]), "received_at"),
         ("clicks", _expired_clicks(cutoffs["clicks"]), "clicked_at"),
         ("rollup minutes", DeliveryMinute.objects.filter(minute__lt=cutoffs["rollup minutes"]), "minute"),
+        # In the order of their events' ids, as they came (EventKey.Meta says why).
+        ("event keys", EventKey.objects.filter(received_at__lt=cutoffs["event keys"]), "pk"),
     ):
-        if kind == "clicks":
+        before = cutoffs[kind].astimezone(UTC).date()
+        if kind == "deliveries":  # their attempts, by the day of their delivery
+            partitions.days_drop(partitions.ATTEMPTS, expired=expired, before=before, out_of_time=out_of_time)
+        elif kind == "events":
+            run.counts[kind] += partitions.days_drop(
+                partitions.EVENTS, expired=expired, before=before, dependents=_events_unlink, out_of_time=out_of_time
+            )
+        elif kind == "clicks":
             _devices_delete(run, _inactive_devices(cutoffs["devices"]), batch=batch, out_of_time=out_of_time)
+            run.counts[kind] += partitions.days_drop(
+                partitions.CLICKS, expired=expired, before=before, dependents=_clicks_unlink, out_of_time=out_of_time
+            )
         run.counts[kind] += expired_delete(expired, order=order, batch=batch, out_of_time=out_of_time)
     if run.finished:
         run.devices_after = 0

@@ -11,6 +11,8 @@ from datetime import datetime, time, timedelta
 from django.utils import timezone
 from django_q.models import Schedule
 
+from postbacks.partitions import partitions_ensure
+
 RETENTION_SCHEDULE = "retention"
 RETENTION_TASK = "postbacks.tasks.run_retention"
 # A quiet hour for most traffic; the first run follows the first migrate at most a day later.
@@ -32,3 +34,5 @@ def retention_schedule_ensure(*, using: str = "default") -> Schedule:
 
 def schedules_on_migrate(*, using: str = "default", **kwargs) -> None:
     retention_schedule_ensure(using=using)
+    # The days ahead exist from the start; the daily run keeps a week ahead.
+    partitions_ensure()

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from events.models import App, Device, Event
 from events.services import app_issue_api_key
+from postbacks.retention import retention_run
 from project import clock
 from tests import factories
 
@@ -46,6 +47,26 @@ def test_an_event_is_accepted_once_and_replayed_as_a_duplicate(client, key, app)
     assert (stored.name, stored.currency, stored.country, stored.properties) == ("install", "USD", "US", {"level": 3})
     assert stored.device.app == app
     assert stored.ip == "127.0.0.1"  # the caller's address by default
+
+
+def test_a_replay_is_a_duplicate_on_a_later_day_and_refused_for_its_age_once_its_key_is_gone(client, key, app):
+    """An app's event_id is unique through its key, whichever day's partition the event is in
+    (docs/retention.md#idempotency): kept EVENT_MAX_AGE_DAYS + 1, then the replay's own
+    timestamp, the original's, is too old."""
+    start = clock.now().replace(hour=9, minute=0) + timedelta(days=1)  # a day of its own partition
+    replay = event(timestamp=start.isoformat())
+    with clock.frozen(start):
+        first = post(client, key, replay)
+    assert first.status_code == 202
+    for days in (1, 3, 7):
+        with clock.frozen(start + timedelta(days=days)):
+            again = post(client, key, replay)
+        assert (again.status_code, again.json()) == (200, first.json())
+    with clock.frozen(start + timedelta(days=9)):
+        assert retention_run().counts["event keys"] == 1
+        late = post(client, key, replay)
+    assert late.status_code == 400 and "Older than 7 days" in late.json()["timestamp"][0]
+    assert Event.objects.count() == 1
 
 
 def test_missing_unknown_and_inactive_keys_get_the_same_401(client, key, app):

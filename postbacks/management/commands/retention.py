@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from postbacks.retention import KINDS, retention_run
+from postbacks.retention import KINDS, event_keys_kept_days, retention_run
 
 
 class Command(BaseCommand):
@@ -21,6 +21,7 @@ class Command(BaseCommand):
             "devices": f"no event for {settings.DEVICE_RETENTION_DAYS} days",
             "clicks": f"older than {run.click_days} days",
             "rollup minutes": "the statistics' rollups",
+            "event keys": f"what makes a replay a duplicate, kept {event_keys_kept_days()} days",
         }
         verb = "Would delete" if dry_run else "Deleted"
         for kind in KINDS:

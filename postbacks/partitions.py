@@ -1,0 +1,135 @@
+"""The tables partitioned by day on PostgreSQL, and their days' creation and expiry
+(docs/retention.md#partitions; the SQL is project/partitioning.py's).
+
+- events, by the time they were received, and clicks, by the time of the click: what reads
+  them (attribution's lookback, retention, the admin's lists) says which days;
+- attempts, by their delivery's day-stamped id: a delivery's attempts, whenever made, are in
+  the partition of the day the delivery was created, read by their delivery's id, and go with
+  that day's deliveries.
+
+Deliveries themselves are not partitioned: a delivery is updated until it is finished, and two
+rules need a unique index over all of them (one delivery per event and configuration, one per
+SessionBegin period), which PostgreSQL cannot keep across partitions. Their ids are day-stamped
+so that their attempts, most of the rows, can be partitioned by them.
+
+A day is dropped only when retention's own rule would delete every row of it (its `expired`
+query): a day holding one row that is kept (an event whose delivery is still scheduled, say)
+is left to the batched deletes of postbacks/retention.py, and dropped on a later run once
+what is left of it has expired.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from django.db import OperationalError, connection, models, transaction
+
+from events.models import Click, Event
+from postbacks.models import Attempt, Delivery
+from project import partitioning
+
+logger = logging.getLogger("postbacks.partitions")
+
+# Created ahead by every retention run (daily) and by migrate: a week without a run still
+# finds its days. A day nobody created goes to the default partition, never refused.
+DAYS_AHEAD = 7
+
+
+@dataclass(frozen=True)
+class PartitionedTable:
+    model: type[models.Model]
+    key: str  # the partition key's field
+    owner: type[models.Model]  # whose rows decide a day's expiry: the model, or what it belongs to
+    owner_field: str  # the owner's field the key holds
+
+    @property
+    def table(self) -> str:
+        return self.model._meta.db_table
+
+    @property
+    def by_time(self) -> bool:
+        return isinstance(self.model._meta.get_field(self.key), models.DateTimeField)
+
+
+EVENTS = PartitionedTable(Event, "received_at", Event, "received_at")
+CLICKS = PartitionedTable(Click, "clicked_at", Click, "clicked_at")
+ATTEMPTS = PartitionedTable(Attempt, "delivery_id", Delivery, "pk")
+PARTITIONED = (EVENTS, CLICKS, ATTEMPTS)
+
+
+def partitions_active() -> bool:
+    """Whether this database partitions (PostgreSQL, from migration postbacks 0014)."""
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        return partitioning.is_partitioned(cursor, table=EVENTS.table)
+
+
+def database_today() -> date:
+    """The day the database stamps new ids with (its clock, in UTC)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT (now() AT TIME ZONE 'UTC')::date")
+        return cursor.fetchone()[0]
+
+
+def partitions_ensure(*, days_ahead: int = DAYS_AHEAD) -> list[str]:
+    """Create every partitioned table's days from today to `days_ahead` ahead; their names."""
+    if not partitions_active():
+        return []
+    today = database_today()
+    created = []
+    for partitioned in PARTITIONED:
+        with transaction.atomic(), connection.cursor() as cursor:
+            created += partitioning.partitions_ensure(
+                cursor, table=partitioned.table, first=today, last=today + timedelta(days=days_ahead)
+            )
+    if created:
+        logger.info("created partitions %s", ", ".join(created))
+    return created
+
+
+def days_drop(
+    partitioned: PartitionedTable,
+    *,
+    expired: models.QuerySet,
+    before: date,
+    dependents: Callable[[models.QuerySet], None] = lambda owned: None,
+    out_of_time: Callable[[], bool] = lambda: False,
+) -> int:
+    """Drop the partitions of days before `before` in which `expired` (the owner's rows
+    retention deletes) holds every row of the owner; first `dependents(owned)` is called with
+    the owner's rows of that day, to delete or unlink what refers to them. The count of the
+    owner's rows in the days dropped."""
+    if not partitions_active():
+        return 0
+    with connection.cursor() as cursor:
+        days = partitioning.partitions_of(cursor, table=partitioned.table)
+    limit, _ = partitioning.day_range(before, by_time=partitioned.by_time)
+    dropped = 0
+    for partition in days:
+        if partition.is_default or partition.high > limit or out_of_time():
+            continue
+        day = {f"{partitioned.owner_field}__lt": partition.high}
+        if partition.low is not None:
+            day[f"{partitioned.owner_field}__gte"] = partition.low
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                # Locked first, so that what is checked is what goes (lock_timeout: never
+                # queued long behind a reader, which would queue every writer behind it).
+                cursor.execute(f"SET LOCAL lock_timeout = '{partitioning.LOCK_TIMEOUT}'")
+                cursor.execute(f'LOCK TABLE "{partition.name}" IN ACCESS EXCLUSIVE MODE')
+                owned = partitioned.owner.objects.filter(**day)
+                if owned.exclude(pk__in=expired.filter(**day).values("pk")).exists():
+                    continue  # a row of that day is kept: the batched deletes take the rest
+                count = owned.count()
+                dependents(owned)
+                partitioning.partition_drop(cursor, table=partitioned.table, partition=partition)
+        except OperationalError as error:  # a lock not had in time, or a deadlock
+            logger.warning("%s not dropped now (%s); the next run tries again", partition.name, error)
+            continue
+        logger.info("dropped %s (%d rows of %s)", partition.name, count, partitioned.owner._meta.label)
+        dropped += count
+    return dropped
