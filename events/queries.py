@@ -13,7 +13,16 @@ from datetime import datetime
 from django.db import connection
 
 from events.models import Click, Device, DeviceIdentifier, Event, EventKey, Tracker
-from project.bulk import any_of, instance_from_row, row_parameters, row_placeholders, rows_json, rows_source
+from project.bulk import (
+    any_of,
+    instance_from_row,
+    row_parameters,
+    row_placeholders,
+    rows_insert,
+    rows_json,
+    rows_source,
+    saved,
+)
 
 
 def event_pks_stored(*, app_id: int, event_ids: set[str]) -> list[int]:
@@ -28,28 +37,34 @@ def event_pks_stored(*, app_id: int, event_ids: set[str]) -> list[int]:
         return [pk for (pk,) in cursor.fetchall()]
 
 
-def event_keys_insert(*, events: list[Event]) -> None:
-    """Insert the keys of stored events; an event_id whose key is stored raises IntegrityError.
-    On PostgreSQL the batch's columns travel as arrays: cheaper than a row object each."""
+def events_insert(*, events: list[Event]) -> None:
+    """Insert new events with their keys and set each one's primary key, in order; an event_id
+    whose key is stored raises IntegrityError. On PostgreSQL one statement: the events' rows as
+    project/bulk.rows_insert sends them, their keys written from what the insert returns."""
     if not events:
         return
     if connection.vendor != "postgresql":
+        rows_insert(Event, events)
         EventKey.objects.bulk_create(
             [EventKey(event.pk, event.app_id, event.event_id, event.received_at) for event in events]
         )
         return
-    quote = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {quote(EventKey._meta.db_table)} (event_id, app_id, {quote('key')}, received_at) "
-            "SELECT * FROM unnest(%s::bigint[], %s::integer[], %s::varchar[], %s::timestamptz[])",
-            [
-                [event.pk for event in events],
-                [event.app_id for event in events],
-                [event.event_id for event in events],
-                [event.received_at for event in events],
-            ],
-        )
+        cursor.execute(_events_insert_sql(), [rows_json(Event, events)])
+        alias = connection.alias
+        for event, (pk,) in zip(events, cursor.fetchall(), strict=True):
+            saved(event, pk, alias=alias)
+
+
+@functools.cache
+def _events_insert_sql() -> str:
+    quote = connection.ops.quote_name
+    columns, source = rows_source(Event)
+    # Rows come back in the order they were given, as Django's own bulk_create assumes.
+    return (
+        f"WITH event AS (INSERT INTO {quote(Event._meta.db_table)} ({columns}) SELECT {columns} FROM {source} "
+        f"RETURNING id, app_id, event_id, received_at){_key_insert_sql()} SELECT id FROM event"
+    )
 
 
 def devices_owning(*, app_id: int, values_by_kind: dict[str, set[str]]) -> list[tuple[str, str, Device]]:

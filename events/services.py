@@ -132,8 +132,7 @@ def events_insert(*, events: list[Event]) -> None:
     """Insert the new events events_attribute returned (after their deliveries are planned,
     so that each goes in with its postbacks_scheduled), with their keys: an event_id stored
     already raises IntegrityError."""
-    rows_insert(Event, events)
-    queries.event_keys_insert(events=events)
+    queries.events_insert(events=events)
 
 
 class _EventBatch:
