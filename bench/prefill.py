@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.ingest import PYTHON, SETUP, django_env, scratch_database  # noqa: E402
+from project import partitioning  # noqa: E402
 
 SPREAD = "make_interval(secs => (({n})::bigint * 7919 % (30 * 86400))::int)"  # 30 days, scattered, by row number
 
@@ -53,6 +55,11 @@ def prefill(database_url: str, *, events: int) -> None:
                 "'https://play.example/store', now(), %s, %s) ON CONFLICT DO NOTHING",
                 [f"trk_bench{app}", app, network],
             )
+        # The past days' partitions (a database migrated today has today's and the coming week's).
+        today = db.execute("SELECT (now() AT TIME ZONE 'UTC')::date").fetchone()[0]
+        with db.transaction(), db.cursor() as cursor:
+            for table in ("events_event", "events_click", "postbacks_attempt"):
+                partitioning.partitions_ensure(cursor, table=table, first=today - timedelta(days=31), last=today)
         # Rows are numbered g; row g belongs to app apps[g % len(apps)], device g of the devices.
         app_of = f"(ARRAY{apps})[1 + g % {len(apps)}]"
         (first_device,) = db.execute("SELECT coalesce(max(id), 0) + 1 FROM events_device").fetchone()
@@ -93,15 +100,23 @@ def prefill(database_url: str, *, events: int) -> None:
                    '', '{{}}', false, false, 0, {app_of}, {first_device} + g % {devices}, '', '', ''
                FROM generate_series(0, {events - 1}) g"""
         )
+        # Their keys, kept as long as retention keeps them (postbacks/retention.event_keys_kept_days).
+        db.execute(
+            """INSERT INTO events_eventkey (event_id, app_id, key, received_at)
+               SELECT id, app_id, event_id, received_at FROM events_event
+               WHERE event_id LIKE 'pre-%' AND received_at >= now() - interval '8 days'"""
+        )
         # One delivery per event and configuration of its app; one attempt per delivery that
         # was tried, three per failed one. Those still to retry are due in 30 days, to a
-        # closed local port: a bench's workers never send them.
+        # closed local port: a bench's workers never send them. Their ids are stamped with the
+        # day they were created, as the database stamps a new one's.
         kind = "(e.id * 31) % 100"
         db.execute(
-            f"""INSERT INTO postbacks_delivery (delivery_id, status, skip_reason, method, url, headers, body,
+            f"""INSERT INTO postbacks_delivery (id, delivery_id, status, skip_reason, method, url, headers, body,
                    max_attempts, attempts, due_at, created_at, finished_at, last_status_code, last_error, app_id,
                    configuration_id, device_id, event_id, deferrals, withheld)
-               SELECT gen_random_uuid(), CASE WHEN {kind} < 90 THEN 'delivered' WHEN {kind} < 95 THEN 'failed'
+               SELECT day_stamped_id('postbacks_delivery_id_seq', e.received_at), gen_random_uuid(),
+                   CASE WHEN {kind} < 90 THEN 'delivered' WHEN {kind} < 95 THEN 'failed'
                        WHEN {kind} < 99 THEN 'skipped' ELSE 'scheduled' END,
                    '', 'GET', 'http://127.0.0.1:9/prefilled?event_id=' || e.event_id, '{{}}', '', 3,
                    CASE WHEN {kind} < 90 OR {kind} >= 99 THEN 1 WHEN {kind} < 95 THEN 3 ELSE 0 END,
