@@ -126,7 +126,8 @@ def prefill(database_url: str, *, events: int) -> None:
                    e.id, 0, ''
                FROM events_event e
                JOIN postbacks_postbackconfiguration c ON c.app_id = e.app_id
-               WHERE e.event_id LIKE 'pre-%'"""
+               WHERE e.event_id LIKE 'pre-%'
+               ORDER BY e.received_at"""  # as they come: each day's ids in order, the index appended to
         )
         db.execute(
             """INSERT INTO postbacks_attempt (delivery_id, number, started_at, duration_ms, method, url, captured_url,

@@ -12,10 +12,10 @@ rules need a unique index over all of them (one delivery per event and configura
 SessionBegin period), which PostgreSQL cannot keep across partitions. Their ids are day-stamped
 so that their attempts, most of the rows, can be partitioned by them.
 
-A day is dropped only when retention's own rule would delete every row of it (its `expired`
-query): a day holding one row that is kept (an event whose delivery is still scheduled, say)
-is left to the batched deletes of postbacks/retention.py, and dropped on a later run once
-what is left of it has expired.
+A day is dropped when retention's own rule (its `expired` query, the batched deletes' too)
+would delete every row of it, or all but a few: those few (an event whose delivery a paused
+configuration still holds, say) move to the default partition, where the batched deletes of
+postbacks/retention.py take them once they expire. A day with more kept rows is left to them.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class PartitionedTable:
     key: str  # the partition key's field
     owner: type[models.Model]  # whose rows decide a day's expiry: the model, or what it belongs to
     owner_field: str  # the owner's field the key holds
+    owner_column: str  # the model's column holding its owner's id
 
     @property
     def table(self) -> str:
@@ -54,9 +55,12 @@ class PartitionedTable:
         return isinstance(self.model._meta.get_field(self.key), models.DateTimeField)
 
 
-EVENTS = PartitionedTable(Event, "received_at", Event, "received_at")
-CLICKS = PartitionedTable(Click, "clicked_at", Click, "clicked_at")
-ATTEMPTS = PartitionedTable(Attempt, "delivery_id", Delivery, "pk")
+EVENTS = PartitionedTable(Event, "received_at", Event, "received_at", "id")
+CLICKS = PartitionedTable(Click, "clicked_at", Click, "clicked_at", "id")
+ATTEMPTS = PartitionedTable(Attempt, "delivery_id", Delivery, "pk", "delivery_id")
+# A day whose rows are kept but for at most this many is dropped with those few moved to the
+# default partition (a paused configuration's held deliveries, say); more are left in place.
+MOVED_AT_MOST = 10_000
 PARTITIONED = (EVENTS, CLICKS, ATTEMPTS)
 
 
@@ -96,13 +100,13 @@ def days_drop(
     *,
     expired: models.QuerySet,
     before: date,
-    dependents: Callable[[models.QuerySet], None] = lambda owned: None,
+    dependents: Callable[[models.QuerySet], None] = lambda gone: None,
     out_of_time: Callable[[], bool] = lambda: False,
 ) -> int:
     """Drop the partitions of days before `before` in which `expired` (the owner's rows
-    retention deletes) holds every row of the owner; first `dependents(owned)` is called with
-    the owner's rows of that day, to delete or unlink what refers to them. The count of the
-    owner's rows in the days dropped."""
+    retention deletes) holds every row of the owner, or all but MOVED_AT_MOST, which move to
+    the default partition; first `dependents(gone)` is called with the owner's expired rows of
+    that day, to delete or unlink what refers to them. The count of the owner's rows dropped."""
     if not partitions_active():
         return 0
     with connection.cursor() as cursor:
@@ -121,12 +125,16 @@ def days_drop(
                 # queued long behind a reader, which would queue every writer behind it).
                 cursor.execute(f"SET LOCAL lock_timeout = '{partitioning.LOCK_TIMEOUT}'")
                 cursor.execute(f'LOCK TABLE "{partition.name}" IN ACCESS EXCLUSIVE MODE')
+                gone = expired.filter(**day)
                 owned = partitioned.owner.objects.filter(**day)
-                if owned.exclude(pk__in=expired.filter(**day).values("pk")).exists():
-                    continue  # a row of that day is kept: the batched deletes take the rest
-                count = owned.count()
-                dependents(owned)
-                partitioning.partition_drop(cursor, table=partitioned.table, partition=partition)
+                kept = list(owned.exclude(pk__in=gone.values("pk")).values_list("pk", flat=True)[: MOVED_AT_MOST + 1])
+                if len(kept) > MOVED_AT_MOST:
+                    continue  # left to the batched deletes
+                count = owned.count() - len(kept)
+                dependents(gone)
+                partitioning.partition_drop(
+                    cursor, table=partitioned.table, partition=partition, keep=(partitioned.owner_column, kept)
+                )
         except OperationalError as error:  # a lock not had in time, or a deadlock
             logger.warning("%s not dropped now (%s); the next run tries again", partition.name, error)
             continue

@@ -119,8 +119,9 @@ def event_keys_kept_days() -> int:
 
 
 def _events_unlink(events: QuerySet) -> None:
-    """Before a day of events is dropped: their deliveries (finished ones: a scheduled one keeps
-    the day) and their keys, found between the day's lowest and highest event ids."""
+    """Before a day of events is dropped: the deliveries of those that go (finished ones: an
+    event with a delivery still to send stays) and their keys, found between their lowest and
+    highest ids."""
     first, last = events.aggregate(first=Min("pk"), last=Max("pk")).values()
     if first is None:
         return

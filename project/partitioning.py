@@ -123,11 +123,24 @@ def partitions_ensure(cursor, *, table: str, first: date, last: date) -> list[st
     return created
 
 
-def partition_drop(cursor, *, table: str, partition: Partition) -> None:
-    """Drop one partition, rows and all: the caller has made sure none of them is still kept."""
+def partition_drop(cursor, *, table: str, partition: Partition, keep: tuple[str, list] = ("", [])) -> None:
+    """Drop one partition with its rows, but those whose column `keep[0]` holds one of the values
+    `keep[1]`: they move to the default partition (the day's range then has no other), so a few
+    rows still kept do not keep a whole day. Inside a transaction: the table is locked from the
+    detaching on, the kept rows set aside before it."""
+    quote = _quote
+    column, values = keep
     cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-    cursor.execute(f"ALTER TABLE {_quote(table)} DETACH PARTITION {_quote(partition.name)}")
-    cursor.execute(f"DROP TABLE {_quote(partition.name)}")
+    if values:
+        cursor.execute(f"CREATE TEMPORARY TABLE kept_rows (LIKE {quote(partition.name)}) ON COMMIT DROP")
+        cursor.execute(
+            f"INSERT INTO kept_rows SELECT * FROM {quote(partition.name)} WHERE {quote(column)} = ANY(%s)", [values]
+        )
+    cursor.execute(f"ALTER TABLE {quote(table)} DETACH PARTITION {quote(partition.name)}")
+    if values:
+        cursor.execute(f"INSERT INTO {quote(table)} SELECT * FROM kept_rows")
+        cursor.execute("DROP TABLE kept_rows")
+    cursor.execute(f"DROP TABLE {quote(partition.name)}")
 
 
 def ids_day_stamped(cursor, *, table: str) -> None:

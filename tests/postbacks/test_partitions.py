@@ -1,6 +1,7 @@
-"""Daily partitions on PostgreSQL: a day past its retention is dropped whole, a day holding a
-row that is kept stays (its expired rows go in batches), a day nobody created ahead goes to the
-default partition and loses nothing, and the days ahead are made by the retention run."""
+"""Daily partitions on PostgreSQL: a day past its retention is dropped whole; a day holding a
+few rows that are kept is dropped and they move to the default partition, one holding many
+stays (its expired rows go in batches); a day nobody created ahead goes to the default
+partition and loses nothing; and the days ahead are made by the retention run."""
 
 from datetime import UTC, datetime, time, timedelta
 
@@ -108,7 +109,9 @@ def test_a_day_past_its_retention_is_dropped_whole(app, world):
     assert Event.objects.filter(event_id="later").exists()
 
 
-def test_a_day_holding_a_kept_row_stays_and_its_expired_rows_go_in_batches(app, receiver, allow_private, day):
+@pytest.fixture
+def held(app, receiver, allow_private, day):
+    """Two installs on `day`: one's postback delivered, the other's held (scheduled) 91 days on."""
     factories.make_custom_postback(app, event="install", url=receiver.url + "/in")
     for n in (1, 2):
         with clock.frozen(day):
@@ -116,15 +119,29 @@ def test_a_day_holding_a_kept_row_stays_and_its_expired_rows_go_in_batches(app, 
     with clock.frozen(day + timedelta(minutes=1)):
         assert deliveries_send(claim=deliveries_claim(limit=1)) == {"delivered": 1}
     unsent = Delivery.objects.get(status=Delivery.Status.SCHEDULED)
+    # Not due at the retention's clock: it stays scheduled, as a paused configuration's would.
+    Delivery.objects.filter(pk=unsent.pk).update(due_at=day + timedelta(days=92))
+    return unsent
 
+
+def test_a_day_with_a_few_kept_rows_is_dropped_and_they_move_to_the_default_partition(held, day):
     with clock.frozen(day + timedelta(days=91)):
-        # Not due yet at this clock: it stays scheduled, as a paused configuration's would.
-        Delivery.objects.filter(pk=unsent.pk).update(due_at=clock.now() + timedelta(days=1))
+        run = retention_run()
+    assert run.counts["events"] == 1
+    assert not table_exists(f"events_event_d{day:%Y%m%d}")
+    assert list(Event.objects.values_list("pk", flat=True)) == [held.event_id]
+    assert partition_of(Event, held.event_id) == "events_event_default"
+    assert Delivery.objects.get().pk == held.pk  # and still to send
+
+
+def test_a_day_with_many_kept_rows_stays_and_its_expired_rows_go_in_batches(held, day, monkeypatch):
+    monkeypatch.setattr(partitions, "MOVED_AT_MOST", 0)
+    with clock.frozen(day + timedelta(days=91)):
         run = retention_run()
     assert run.counts["events"] == 1
     assert table_exists(f"events_event_d{day:%Y%m%d}")
-    assert list(Event.objects.values_list("pk", flat=True)) == [unsent.event_id]
-    assert Delivery.objects.get().pk == unsent.pk
+    assert list(Event.objects.values_list("pk", flat=True)) == [held.event_id]
+    assert Delivery.objects.get().pk == held.pk
 
 
 def test_a_day_nobody_made_goes_to_the_default_partition_and_loses_nothing(app, caplog):
