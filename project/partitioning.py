@@ -133,8 +133,12 @@ def partition_drop(cursor, *, table: str, partition: Partition, keep: tuple[str,
     cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
     if values:
         cursor.execute(f"CREATE TEMPORARY TABLE kept_rows (LIKE {quote(partition.name)}) ON COMMIT DROP")
+        # A join, not `= ANY(%s)`: that compares every row with every value (a day of events
+        # with 3,000 kept took 10 s).
         cursor.execute(
-            f"INSERT INTO kept_rows SELECT * FROM {quote(partition.name)} WHERE {quote(column)} = ANY(%s)", [values]
+            f"INSERT INTO kept_rows SELECT * FROM {quote(partition.name)} "
+            f"WHERE {quote(column)} IN (SELECT unnest(%s::bigint[]))",
+            [values],
         )
     cursor.execute(f"ALTER TABLE {quote(table)} DETACH PARTITION {quote(partition.name)}")
     if values:
