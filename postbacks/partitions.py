@@ -129,7 +129,7 @@ def days_drop(
                 gone = expired.filter(**day)
                 owned = partitioned.owner.objects.filter(**day)
                 # An anti-join: NOT IN (the expired ids) would be rescanned row by row once
-                # the ids outgrow work_mem (a day of 10 million events took minutes).
+                # the ids outgrow work_mem (a day of the 10-million-event bench took minutes).
                 still = owned.exclude(Exists(gone.filter(pk=OuterRef("pk"))))
                 kept = list(still.values_list("pk", flat=True)[: MOVED_AT_MOST + 1])
                 if len(kept) > MOVED_AT_MOST:
