@@ -3,10 +3,10 @@
     .venv/bin/python bench/purge_day.py --days 27 [--database postbacks_bench_size]
 
 On a database bench/prefill.py filled (30 days of rows), with every *_RETENTION_DAYS set to
-`--days`, it runs and times one by one what a retention run does for deliveries, events and
-clicks: the days dropped with their partitions (postbacks/partitions.days_drop), then the
-batched deletes of what is left (postbacks/retention.expired_delete). It deletes for real:
-run it again with one day less to measure the next day.
+`--days`, it times kind by kind what a retention run deletes (postbacks/retention.expiring,
+each through expiring_delete: its partitioned days dropped, each logged with its rows, then the
+rest in batches); the devices' check is left out. It deletes for real: run it again with one
+day less to measure the next day.
 """
 
 from __future__ import annotations
@@ -23,35 +23,15 @@ sys.path.insert(0, str(ROOT))
 from bench.ingest import PYTHON, django_env  # noqa: E402
 
 STEPS = """
-import time
-from datetime import UTC, timedelta
-from postbacks import partitions, retention
+import logging, time
+from postbacks import retention
 from project import clock
 
-cut = clock.now() - timedelta(days={days})
-before = cut.astimezone(UTC).date()
-
-
-def timed(label, function):
+logging.basicConfig(level=logging.INFO, format="  %(message)s")  # each day dropped, as it goes
+for each in retention.expiring(now=clock.now(), click_days={days}):
     start = time.perf_counter()
-    result = function()
-    print(f"{{label:58}} {{result:>9,}} rows  {{time.perf_counter() - start:6.1f}} s", flush=True)
-
-
-deliveries = retention.deliveries_expired(cutoff=cut)
-timed("deliveries' attempts: days dropped (their deliveries)", lambda: partitions.days_drop(
-    partitions.ATTEMPTS, expired=deliveries, before=before))
-timed("deliveries: batched deletes", lambda: retention.expired_delete(deliveries, order="created_at"))
-events = retention._expired_events(cut)
-timed("events: days dropped", lambda: partitions.days_drop(
-    partitions.EVENTS, expired=events, before=before, dependents=retention._events_unlink))
-timed("events: batched deletes of the rest of the cut-off's day", lambda: retention.expired_delete(
-    events, order="received_at"))
-clicks = retention._expired_clicks(cut)
-timed("clicks: days dropped", lambda: partitions.days_drop(
-    partitions.CLICKS, expired=clicks, before=before, dependents=retention._clicks_unlink))
-timed("clicks: batched deletes of the rest of the cut-off's day", lambda: retention.expired_delete(
-    clicks, order="clicked_at"))
+    deleted = retention.expiring_delete(each)
+    print(f"{{each.kind:16}} {{deleted:>9,}} rows  {{time.perf_counter() - start:6.1f}} s", flush=True)
 """
 
 

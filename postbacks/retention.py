@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -118,28 +119,65 @@ def event_keys_kept_days() -> int:
     return settings.EVENT_MAX_AGE_DAYS + 1
 
 
+def _id_span(rows: QuerySet) -> dict | None:
+    """Conditions on an id column finding `rows`: between their lowest and highest ids (an
+    index range), and among them. None when there are no rows."""
+    first, last = rows.aggregate(first=Min("pk"), last=Max("pk")).values()
+    return None if first is None else {"gte": first, "lte": last, "in": rows.values("pk")}
+
+
+def _on(column: str, span: dict) -> dict:
+    return {f"{column}__{lookup}": value for lookup, value in span.items()}
+
+
 def _events_unlink(events: QuerySet) -> None:
     """Before a day of events is dropped: the deliveries of those that go (finished ones: an
-    event with a delivery still to send stays) and their keys, found between their lowest and
-    highest ids."""
-    first, last = events.aggregate(first=Min("pk"), last=Max("pk")).values()
-    if first is None:
-        return
-    ids = events.values("pk")
-    deliveries = Delivery.objects.filter(event_id__gte=first, event_id__lte=last, event_id__in=ids)
-    expired_delete(deliveries, order="pk")
-    EventKey.objects.filter(pk__gte=first, pk__lte=last, pk__in=ids).delete()
+    event with a delivery still to send stays) and their keys."""
+    if span := _id_span(events):
+        expired_delete(Delivery.objects.filter(**_on("event_id", span)), order="pk")
+        EventKey.objects.filter(**_on("pk", span)).delete()
 
 
 def _clicks_unlink(clicks: QuerySet) -> None:
     """Before a day of clicks is dropped: the devices' links to them are emptied, as deleting does."""
-    first, last = clicks.aggregate(first=Min("pk"), last=Max("pk")).values()
-    if first is None:
-        return
-    ids = clicks.values("pk")
-    for link in ("install_click", "reengagement_click"):
-        linked = {f"{link}_id__gte": first, f"{link}_id__lte": last, f"{link}_id__in": ids}
-        Device.objects.filter(**linked).update(**{link: None})
+    if span := _id_span(clicks):
+        for link in ("install_click", "reengagement_click"):
+            Device.objects.filter(**_on(f"{link}_id", span)).update(**{link: None})
+
+
+@dataclass(frozen=True)
+class Expiring:
+    """One kind's expired rows, and how they go: by their partitioned days first when
+    `partitioned` is given (postbacks/partitions.py), then in batches in the order of `order`."""
+
+    kind: str
+    expired: QuerySet
+    order: str
+    cutoff: datetime
+    partitioned: partitions.PartitionedTable | None = None
+    dependents: Callable[[QuerySet], None] = lambda gone: None
+
+
+def deliveries_expiring(*, cutoff: datetime) -> Expiring:
+    # Their attempts go by the day of their delivery.
+    return Expiring("deliveries", deliveries_expired(cutoff=cutoff), "created_at", cutoff, partitions.ATTEMPTS)
+
+
+def expiring(*, now: datetime, click_days: int) -> list[Expiring]:
+    """What retention deletes at `now`, kind by kind, in the order it deletes them: deliveries
+    before events and events before devices (each then deletes fewer rows by cascade)."""
+    events = now - timedelta(days=settings.EVENT_RETENTION_DAYS)
+    clicks = now - timedelta(days=click_days)
+    minutes = now - timedelta(days=rollup_retention_days(delivery_days=settings.DELIVERY_RETENTION_DAYS))
+    keys = now - timedelta(days=event_keys_kept_days())
+    return [
+        deliveries_expiring(cutoff=now - timedelta(days=settings.DELIVERY_RETENTION_DAYS)),
+        Expiring("events", _expired_events(events), "received_at", events, partitions.EVENTS, _events_unlink),
+        Expiring("clicks", _expired_clicks(clicks), "clicked_at", clicks, partitions.CLICKS, _clicks_unlink),
+        Expiring("rollup minutes", DeliveryMinute.objects.filter(minute__lt=minutes), "minute", minutes),
+        # In the order of their events' ids, as they came (EventKey.Meta says why).
+        Expiring("event keys", EventKey.objects.filter(received_at__lt=keys), "pk", keys),
+    ]
 
 
 def retention_run(
@@ -149,23 +187,11 @@ def retention_run(
     transaction, until done or `budget` is spent. The devices' scan starts after `devices_after`."""
     now = clock.now()
     run = RetentionRun(devices_after=devices_after, click_days=click_retention_days())
-    cutoffs = {
-        "deliveries": now - timedelta(days=settings.DELIVERY_RETENTION_DAYS),
-        "events": now - timedelta(days=settings.EVENT_RETENTION_DAYS),
-        "devices": now - timedelta(days=settings.DEVICE_RETENTION_DAYS),
-        "clicks": now - timedelta(days=run.click_days),
-        "rollup minutes": now - timedelta(days=rollup_retention_days(delivery_days=settings.DELIVERY_RETENTION_DAYS)),
-        "event keys": now - timedelta(days=event_keys_kept_days()),
-    }
+    kinds = expiring(now=now, click_days=run.click_days)
+    devices = _inactive_devices(now - timedelta(days=settings.DEVICE_RETENTION_DAYS))
     if dry_run:
-        run.counts = {
-            "deliveries": deliveries_expired(cutoff=cutoffs["deliveries"]).count(),
-            "events": _expired_events(cutoffs["events"]).count(),
-            "devices": _inactive_devices(cutoffs["devices"]).filter(pk__gt=devices_after).count(),
-            "clicks": _expired_clicks(cutoffs["clicks"]).count(),
-            "rollup minutes": DeliveryMinute.objects.filter(minute__lt=cutoffs["rollup minutes"]).count(),
-            "event keys": EventKey.objects.filter(received_at__lt=cutoffs["event keys"]).count(),
-        }
+        run.counts = {each.kind: each.expired.count() for each in kinds}
+        run.counts["devices"] = devices.filter(pk__gt=devices_after).count()
         return run
     deadline = None if budget is None else time.monotonic() + budget.total_seconds()
 
@@ -174,31 +200,12 @@ def retention_run(
             run.finished = False
         return not run.finished
 
-    # On PostgreSQL the coming days' partitions are made, and whole days go first by dropping
-    # their partitions (postbacks/partitions.py); what they leave goes in batches, as on SQLite.
+    # On PostgreSQL the coming days' partitions are made first.
     partitions.partitions_ensure()
-    # Deliveries before events and events before devices: each then deletes fewer rows by cascade.
-    for kind, expired, order in (
-        ("deliveries", deliveries_expired(cutoff=cutoffs["deliveries"]), "created_at"),
-        ("events", _expired_events(cutoffs["events"]), "received_at"),
-        ("clicks", _expired_clicks(cutoffs["clicks"]), "clicked_at"),
-        ("rollup minutes", DeliveryMinute.objects.filter(minute__lt=cutoffs["rollup minutes"]), "minute"),
-        # In the order of their events' ids, as they came (EventKey.Meta says why).
-        ("event keys", EventKey.objects.filter(received_at__lt=cutoffs["event keys"]), "pk"),
-    ):
-        before = cutoffs[kind].astimezone(UTC).date()
-        if kind == "deliveries":  # their attempts, by the day of their delivery
-            partitions.days_drop(partitions.ATTEMPTS, expired=expired, before=before, out_of_time=out_of_time)
-        elif kind == "events":
-            run.counts[kind] += partitions.days_drop(
-                partitions.EVENTS, expired=expired, before=before, dependents=_events_unlink, out_of_time=out_of_time
-            )
-        elif kind == "clicks":
-            _devices_delete(run, _inactive_devices(cutoffs["devices"]), batch=batch, out_of_time=out_of_time)
-            run.counts[kind] += partitions.days_drop(
-                partitions.CLICKS, expired=expired, before=before, dependents=_clicks_unlink, out_of_time=out_of_time
-            )
-        run.counts[kind] += expired_delete(expired, order=order, batch=batch, out_of_time=out_of_time)
+    for each in kinds:
+        if each.kind == "clicks":  # devices after events, before clicks
+            _devices_delete(run, devices, batch=batch, out_of_time=out_of_time)
+        run.counts[each.kind] += expiring_delete(each, batch=batch, out_of_time=out_of_time)
     if run.finished:
         run.devices_after = 0
     logger.info(
@@ -207,6 +214,23 @@ def retention_run(
         "" if run.finished else f" and stopped after {budget}; the rest follows",
     )
     return run
+
+
+def expiring_delete(expiring: Expiring, *, batch: int = BATCH, out_of_time=lambda: False) -> int:
+    """Delete one kind's expired rows: on PostgreSQL its whole days first, by dropping their
+    partitions, then the rest in batches (expired_delete); the count of the kind's rows deleted."""
+    dropped = 0
+    if expiring.partitioned is not None:
+        dropped = partitions.days_drop(
+            expiring.partitioned,
+            expired=expiring.expired,
+            before=expiring.cutoff.astimezone(UTC).date(),
+            dependents=expiring.dependents,
+            out_of_time=out_of_time,
+        )
+        if expiring.partitioned.owner is not expiring.partitioned.model:
+            dropped = 0  # another table's days (a day of deliveries' attempts): its rows go below
+    return dropped + expired_delete(expiring.expired, order=expiring.order, batch=batch, out_of_time=out_of_time)
 
 
 def expired_delete(expired: QuerySet, *, order: str, batch: int = BATCH, out_of_time=lambda: False) -> int:

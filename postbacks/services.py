@@ -16,7 +16,7 @@ from postbacks.conditions import condition_unmet
 from postbacks.configuration_cache import app_configurations, partners_by_pk
 from postbacks.models import Delivery, PostbackConfiguration
 from postbacks.rendering import RenderedRequest, RenderError, render_postback, sample_values, values_for
-from postbacks.retention import deliveries_expired, expired_delete
+from postbacks.retention import deliveries_expiring, expiring_delete
 from postbacks.signing import signed_headers
 from project import clock
 from project.bulk import rows_insert
@@ -371,7 +371,7 @@ def deliveries_resend(*, deliveries) -> int:
 def deliveries_purge(*, older_than: timedelta, chunk: int = 5000) -> int:
     """Delete finished deliveries (delivered, failed, skipped) created before now - older_than,
     with their attempts, in chunks so a huge log never locks for long. Returns the count."""
-    return expired_delete(deliveries_expired(cutoff=clock.now() - older_than), order="created_at", batch=chunk)
+    return expiring_delete(deliveries_expiring(cutoff=clock.now() - older_than), batch=chunk)
 
 
 def postback_send_test(*, configuration: PostbackConfiguration) -> tuple[RenderedRequest, http.Exchange]:

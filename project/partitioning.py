@@ -149,13 +149,19 @@ def partition_drop(cursor, *, table: str, partition: Partition, keep: tuple[str,
 
 def ids_day_stamped(cursor, *, table: str) -> None:
     """Give `table`'s id column day-stamped values from now on (its rows keep theirs)."""
+    cursor.execute(DAY_STAMPED_ID_SQL)
+    cursor.execute(f"ALTER TABLE {_quote(table)} ALTER COLUMN id DROP IDENTITY IF EXISTS")
+    _id_sequence(cursor, table=table, default="day_stamped_id('{}')")
+
+
+def _id_sequence(cursor, *, table: str, default: str, start: int = 1) -> None:
+    """`table`'s id from a sequence of its own from `start` on (found by pg_get_serial_sequence,
+    so Django's flush resets it), its default `default` formatted with the sequence's name."""
     quote = _quote
     sequence = f"{table}_id_seq"
-    cursor.execute(DAY_STAMPED_ID_SQL)
-    cursor.execute(f"ALTER TABLE {quote(table)} ALTER COLUMN id DROP IDENTITY IF EXISTS")
     cursor.execute(f"DROP SEQUENCE IF EXISTS {quote(sequence)}")
-    cursor.execute(f"CREATE SEQUENCE {quote(sequence)} AS bigint OWNED BY {quote(table)}.id")
-    cursor.execute(f"ALTER TABLE {quote(table)} ALTER COLUMN id SET DEFAULT day_stamped_id('{sequence}')")
+    cursor.execute(f"CREATE SEQUENCE {quote(sequence)} AS bigint START {int(start)} OWNED BY {quote(table)}.id")
+    cursor.execute(f"ALTER TABLE {quote(table)} ALTER COLUMN id SET DEFAULT {default.format(sequence)}")
 
 
 def partition_by_day(cursor, *, table: str, key: str, primary_key: tuple[str, ...]) -> None:
@@ -193,11 +199,7 @@ def partition_by_day(cursor, *, table: str, key: str, primary_key: tuple[str, ..
         f"CREATE TABLE {quote(table)} (LIKE {quote(legacy)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
         f"INCLUDING STORAGE) PARTITION BY RANGE ({quote(key)})"
     )
-    sequence = f"{table}_id_seq"
-    cursor.execute(f"DROP SEQUENCE IF EXISTS {quote(sequence)}")
-    cursor.execute(f"CREATE SEQUENCE {quote(sequence)} AS bigint OWNED BY {quote(table)}.id")
-    cursor.execute("SELECT setval(%s, %s, false)", [sequence, next_id])
-    cursor.execute(f"ALTER TABLE {quote(table)} ALTER COLUMN id SET DEFAULT nextval('{sequence}')")
+    _id_sequence(cursor, table=table, default="nextval('{}')", start=next_id)
     # The legacy rows end with today (the database's), or later for a row stamped ahead.
     _, by_time = _key_of(cursor, table)
     cursor.execute("SELECT (now() AT TIME ZONE 'UTC')::date")
