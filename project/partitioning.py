@@ -186,9 +186,18 @@ def partition_by_day(cursor, *, table: str, key: str, primary_key: tuple[str, ..
             cursor.execute(f"ALTER TABLE {quote(legacy)} RENAME CONSTRAINT {quote(index.name)} TO {quote(renamed)}")
         else:
             cursor.execute(f"ALTER INDEX {quote(index.name)} RENAME TO {quote(renamed)}")
-    # Ids go on after the highest ever given (the identity's sequence), not only the highest left.
+    # Ids go on after the highest ever given (the identity's sequence), not only the highest
+    # left; day-stamped ones keep their sequence's count (their low bits).
     cursor.execute(
-        f"SELECT count(*) = 0, greatest(max(id), pg_sequence_last_value(pg_get_serial_sequence(%s, 'id')), 0) + 1 "
+        "SELECT coalesce(pg_get_expr(d.adbin, d.adrelid) LIKE 'day_stamped_id(%%', false) FROM pg_attribute a "
+        "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+        "WHERE a.attrelid = to_regclass(%s) AND a.attname = 'id'",
+        [legacy],
+    )
+    (day_stamped,) = cursor.fetchone()
+    highest = "0" if day_stamped else "max(id)"
+    cursor.execute(
+        f"SELECT count(*) = 0, greatest({highest}, pg_sequence_last_value(pg_get_serial_sequence(%s, 'id')), 0) + 1 "
         f"FROM {quote(legacy)}",
         [legacy],
     )
@@ -199,16 +208,18 @@ def partition_by_day(cursor, *, table: str, key: str, primary_key: tuple[str, ..
         f"CREATE TABLE {quote(table)} (LIKE {quote(legacy)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
         f"INCLUDING STORAGE) PARTITION BY RANGE ({quote(key)})"
     )
-    _id_sequence(cursor, table=table, default="nextval('{}')", start=next_id)
-    # The legacy rows end with today (the database's), or later for a row stamped ahead.
+    default = "day_stamped_id('{}')" if day_stamped else "nextval('{}')"
+    _id_sequence(cursor, table=table, default=default, start=next_id)
+    # The legacy rows end with today (the database's), or later for a row stamped ahead; keys
+    # not stamped yet (ids becoming day-stamped now) end before today's.
     _, by_time = _key_of(cursor, table)
     cursor.execute("SELECT (now() AT TIME ZONE 'UTC')::date")
     (today,) = cursor.fetchone()
-    if by_time:
-        cursor.execute(f"SELECT max({quote(key)}) FROM {quote(legacy)}")
-        (latest,) = cursor.fetchone()
-        last = max(today, day_of(latest) if latest else today)
-        _, end = day_range(last, by_time=True)
+    cursor.execute(f"SELECT max({quote(key)}) FROM {quote(legacy)}")
+    (latest,) = cursor.fetchone()
+    last = day_of(latest) if latest is not None else date.min
+    if by_time or last >= today:
+        _, end = day_range(max(today, last), by_time=by_time)
     else:
         end, _ = day_range(today, by_time=False)  # new ids are stamped today on
     cursor.execute(
