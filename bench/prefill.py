@@ -58,7 +58,7 @@ def prefill(database_url: str, *, events: int) -> None:
         # The past days' partitions (a database migrated today has today's and the coming week's).
         today = db.execute("SELECT (now() AT TIME ZONE 'UTC')::date").fetchone()[0]
         with db.transaction(), db.cursor() as cursor:
-            for table in ("events_event", "events_click", "postbacks_attempt"):
+            for table in ("events_event", "events_click", "postbacks_delivery", "postbacks_attempt"):
                 partitioning.partitions_ensure(cursor, table=table, first=today - timedelta(days=31), last=today)
         # Rows are numbered g; row g belongs to app apps[g % len(apps)], device g of the devices.
         app_of = f"(ARRAY{apps})[1 + g % {len(apps)}]"

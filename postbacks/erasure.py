@@ -103,8 +103,8 @@ def _identifiers_match(pairs: set[tuple[str, str]]) -> Q:
     return _any_of([Q(kind=kind, value=value) for kind, value in sorted(pairs)])
 
 
-# Deleted with their events, and part of them: not counted apart.
-UNCOUNTED = {"events.EventKey"}
+# Deleted with their events and deliveries, and part of them: not counted apart.
+UNCOUNTED = {"events.EventKey", "postbacks.SessionPeriodClaim"}
 
 
 def _add_counts(counts: Counter, deleted: tuple[int, dict[str, int]]) -> None:

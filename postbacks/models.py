@@ -313,6 +313,12 @@ class Delivery(AccountScoped):
 
     The database is the source of truth: workers claim due rows with a lease; a lost task or
     a killed worker only delays a delivery until its lease runs out.
+
+    On PostgreSQL deliveries are partitioned by their day-stamped ids, as their attempts are
+    (postbacks/partitions.py), so a day of both goes by dropping its partitions. A unique index
+    there must include the id, so none holds a rule across days: an event's deliveries are
+    made once, in the transaction that stores the event (postbacks/ingest.py), and SessionBegin's
+    one per period is SessionPeriodClaim's.
     """
 
     account_path = "app__account"
@@ -324,8 +330,12 @@ class Delivery(AccountScoped):
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped"
 
+    # Random (122 bits), so unique without a unique index, which could not span the partitions.
     delivery_id = models.UUIDField(
-        unique=True, default=uuid.uuid4, editable=False, help_text="Sent on every attempt; receivers deduplicate by it."
+        db_index=True,
+        default=uuid.uuid4,
+        editable=False,
+        help_text="Sent on every attempt; receivers deduplicate by it.",
     )
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="deliveries")
     configuration = models.ForeignKey(PostbackConfiguration, on_delete=models.CASCADE, related_name="deliveries")
@@ -340,7 +350,7 @@ class Delivery(AccountScoped):
         blank=True,
         help_text="Device IDs the tracking and consent policy kept out of the request, and why.",
     )
-    # SessionBegin: which 24-hour period after the anchor this delivery uses (one per period).
+    # SessionBegin: which 24-hour period after the anchor this delivery claimed (SessionPeriodClaim).
     session_period = models.PositiveIntegerField(null=True, blank=True)
     method = models.CharField(max_length=8, blank=True)
     url = models.TextField(blank=True)
@@ -372,17 +382,32 @@ class Delivery(AccountScoped):
             # Retention deletes the oldest first (postbacks/retention.py).
             models.Index(fields=["created_at"], name="delivery_created_idx"),
         ]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["configuration", "device", "session_period"],
-                condition=models.Q(session_period__isnull=False),
-                name="delivery_one_per_session_period",
-            ),
-            models.UniqueConstraint(fields=["configuration", "event"], name="delivery_one_per_event"),
-        ]
 
     def __str__(self) -> str:
         return str(self.delivery_id)
+
+
+class SessionPeriodClaim(models.Model):
+    """SessionBegin's rule, one postback per device, configuration and 24-hour period: the
+    period a scheduled delivery took, unique, so that a concurrent SessionBegin of the same
+    period is refused by the database. Kept while an event of its period may still arrive
+    (EVENT_MAX_AGE_DAYS + 2 days, postbacks/retention.py), longer than nothing else needs."""
+
+    # Found through the unique index, which leads with the device (a batch asks by its devices).
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="+", db_index=False)
+    configuration = models.ForeignKey(PostbackConfiguration, on_delete=models.CASCADE, related_name="+")
+    period = models.PositiveIntegerField(help_text="24-hour periods since the install or reengagement.")
+    claimed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["device", "configuration", "period"], name="session_period_claim_unique")
+        ]
+        # No index of claimed_at: retention walks the claims in the order of their ids, which
+        # is the order they were made, and stops at the first it keeps.
+
+    def __str__(self) -> str:
+        return f"period {self.period} of device {self.device_id}"
 
 
 SLOW_ATTEMPT_MS = 2000  # an attempt that took longer is slow (the delivery log's filter)
@@ -398,7 +423,10 @@ class Attempt(models.Model):
 
     # Found through attempt_unique_number (delivery, number), which leads with it: an index
     # of its own would be a second copy (221 MB at 10.8 million attempts) to write per attempt.
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log", db_index=False)
+    # No database constraint: attempts go with their delivery's partition, dropped together.
+    delivery = models.ForeignKey(
+        Delivery, on_delete=models.CASCADE, related_name="attempt_log", db_index=False, db_constraint=False
+    )
     number = models.PositiveSmallIntegerField()
     started_at = models.DateTimeField()
     duration_ms = models.PositiveIntegerField()

@@ -3,14 +3,13 @@
 
 - events, by the time they were received, and clicks, by the time of the click: what reads
   them (attribution's lookback, retention, the admin's lists) says which days;
-- attempts, by their delivery's day-stamped id: a delivery's attempts, whenever made, are in
-  the partition of the day the delivery was created, read by their delivery's id, and go with
-  that day's deliveries.
+- deliveries by their day-stamped ids, and attempts by their delivery's: a delivery's
+  attempts, whenever made, are in the partition of the day the delivery was created, read by
+  their delivery's id, and its day of attempts goes with its day of deliveries.
 
-Deliveries themselves are not partitioned: a delivery is updated until it is finished, and two
-rules need a unique index over all of them (one delivery per event and configuration, one per
-SessionBegin period), which PostgreSQL cannot keep across partitions. Their ids are day-stamped
-so that their attempts, most of the rows, can be partitioned by them.
+A unique index of a partitioned table must include its partition key, so the rules that span
+days are kept in unpartitioned tables of keys: events.EventKey (an app's event_id) and
+postbacks.SessionPeriodClaim (SessionBegin's one per period).
 
 A day is dropped when retention's own rule (its `expired` query, the batched deletes' too)
 would delete every row of it, or all but a few: those few (an event whose delivery a paused
@@ -46,6 +45,8 @@ class PartitionedTable:
     owner: type[models.Model]  # whose rows decide a day's expiry: the model, or what it belongs to
     owner_field: str  # the owner's field the key holds
     owner_column: str  # the model's column holding its owner's id
+    # Tables partitioned by this one's keys whose days go with its days (a day's attempts).
+    along: tuple[PartitionedTable, ...] = ()
 
     @property
     def table(self) -> str:
@@ -59,10 +60,11 @@ class PartitionedTable:
 EVENTS = PartitionedTable(Event, "received_at", Event, "received_at", "id")
 CLICKS = PartitionedTable(Click, "clicked_at", Click, "clicked_at", "id")
 ATTEMPTS = PartitionedTable(Attempt, "delivery_id", Delivery, "pk", "delivery_id")
+DELIVERIES = PartitionedTable(Delivery, "id", Delivery, "pk", "id", along=(ATTEMPTS,))
 # A day whose rows are kept but for at most this many is dropped with those few moved to the
 # default partition (a paused configuration's held deliveries, say); more are left in place.
 MOVED_AT_MOST = 10_000
-PARTITIONED = (EVENTS, CLICKS, ATTEMPTS)
+PARTITIONED = (EVENTS, CLICKS, DELIVERIES, ATTEMPTS)
 
 
 def partitions_active() -> bool:
@@ -106,12 +108,14 @@ def days_drop(
 ) -> int:
     """Drop the partitions of days before `before` in which `expired` (the owner's rows
     retention deletes) holds every row of the owner, or all but MOVED_AT_MOST, which move to
-    the default partition; first `dependents(gone)` is called with the owner's expired rows of
-    that day, to delete or unlink what refers to them. The count of the owner's rows dropped."""
+    the default partition; with each, the partitions of its `along` tables its range holds.
+    First `dependents(gone)` is called with the owner's expired rows of that day, to delete or
+    unlink what refers to them. The count of the owner's rows dropped."""
     if not partitions_active():
         return 0
     with connection.cursor() as cursor:
         days = partitioning.partitions_of(cursor, table=partitioned.table)
+        along = {table: partitioning.partitions_of(cursor, table=table.table) for table in partitioned.along}
     limit, _ = partitioning.day_range(before, by_time=partitioned.by_time)
     dropped = 0
     for partition in days:
@@ -120,12 +124,16 @@ def days_drop(
         day = {f"{partitioned.owner_field}__lt": partition.high}
         if partition.low is not None:
             day[f"{partitioned.owner_field}__gte"] = partition.low
+        going = [(partitioned, partition)] + [
+            (table, each) for table, theirs in along.items() for each in theirs if _holds(partition, each)
+        ]
         try:
             with transaction.atomic(), connection.cursor() as cursor:
                 # Locked first, so that what is checked is what goes (lock_timeout: never
                 # queued long behind a reader, which would queue every writer behind it).
                 cursor.execute(f"SET LOCAL lock_timeout = '{partitioning.LOCK_TIMEOUT}'")
-                cursor.execute(f'LOCK TABLE "{partition.name}" IN ACCESS EXCLUSIVE MODE')
+                for _, each in going:
+                    cursor.execute(f'LOCK TABLE "{each.name}" IN ACCESS EXCLUSIVE MODE')
                 gone = expired.filter(**day)
                 owned = partitioned.owner.objects.filter(**day)
                 # An anti-join: NOT IN (the expired ids) would be rescanned row by row once
@@ -136,12 +144,28 @@ def days_drop(
                     continue  # left to the batched deletes
                 count = owned.count() - len(kept)
                 dependents(gone)
-                partitioning.partition_drop(
-                    cursor, table=partitioned.table, partition=partition, keep=(partitioned.owner_column, kept)
-                )
+                for table, each in reversed(going):  # what belongs to the owner first
+                    partitioning.partition_drop(
+                        cursor, table=table.table, partition=each, keep=(table.owner_column, kept)
+                    )
         except OperationalError as error:  # a lock not had in time, or a deadlock
             logger.warning("%s not dropped now (%s); the next run tries again", partition.name, error)
             continue
-        logger.info("dropped %s (%d rows of %s)", partition.name, count, partitioned.owner._meta.label)
+        logger.info(
+            "dropped %s (%d rows of %s)",
+            ", ".join(each.name for _, each in going),
+            count,
+            partitioned.owner._meta.label,
+        )
+        for table, each in going[1:]:
+            along[table].remove(each)
         dropped += count
     return dropped
+
+
+def _holds(outer: partitioning.Partition, inner: partitioning.Partition) -> bool:
+    """Whether `inner`'s range of keys lies inside `outer`'s (a default partition's in none)."""
+    if inner.is_default:
+        return False
+    above = outer.low is None or (inner.low is not None and inner.low >= outer.low)
+    return above and inner.high <= outer.high

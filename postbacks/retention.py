@@ -17,13 +17,15 @@ combinations that would break a rule relying on stored rows):
   attribution (tracker, network, campaign) stays;
 - the statistics' per-minute rollups: DELIVERY_RETENTION_DAYS, never less than the
   statistics' longest window;
-- event keys (what makes a replay a duplicate): EVENT_MAX_AGE_DAYS + 1 days.
+- event keys (what makes a replay a duplicate): EVENT_MAX_AGE_DAYS + 1 days;
+- SessionBegin's period claims (one postback per period): EVENT_MAX_AGE_DAYS + 2 days.
 
-On PostgreSQL, whole days of events, clicks and attempts go first by dropping their partitions,
-when the same rules would delete every row of the day (postbacks/partitions.py). The rest goes
-in batches: each batch is one short transaction found through an index, so ingestion and
-delivery wait at most for one batch; a run stops after its time budget and says where it
-stopped, and the scheduled task queues its continuation (postbacks/tasks.py).
+On PostgreSQL, whole days of deliveries with their attempts, of events and of clicks go first
+by dropping their partitions, when the same rules would delete every row of the day
+(postbacks/partitions.py). The rest goes in batches: each batch is one short transaction
+found through an index, so ingestion and delivery wait at most for one batch; a run stops
+after its time budget and says where it stopped, and the scheduled task queues its
+continuation (postbacks/tasks.py).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from django.db.models import Exists, Max, Min, OuterRef, QuerySet
 
 from events.models import App, Click, Device, Event, EventKey
 from postbacks import partitions
-from postbacks.models import Delivery, DeliveryMinute
+from postbacks.models import Delivery, DeliveryMinute, SessionPeriodClaim
 from postbacks.statistics import WINDOWS
 from project import clock
 
@@ -49,7 +51,7 @@ logger = logging.getLogger("postbacks.retention")
 BATCH = 1000
 UNFINISHED = (Delivery.Status.SCHEDULED, Delivery.Status.SENDING)
 FINISHED = (Delivery.Status.DELIVERED, Delivery.Status.FAILED, Delivery.Status.SKIPPED)
-KINDS = ("deliveries", "events", "devices", "clicks", "rollup minutes", "event keys")
+KINDS = ("deliveries", "events", "devices", "clicks", "rollup minutes", "event keys", "session claims")
 
 
 @dataclass
@@ -119,6 +121,12 @@ def event_keys_kept_days() -> int:
     return settings.EVENT_MAX_AGE_DAYS + 1
 
 
+def session_claims_kept_days() -> int:
+    """A claim of a 24-hour period is made at the earliest when the period starts; an event of
+    that period may arrive until EVENT_MAX_AGE_DAYS after it ends (a day of margin on top)."""
+    return settings.EVENT_MAX_AGE_DAYS + 2
+
+
 def _id_span(rows: QuerySet) -> dict | None:
     """Conditions on an id column finding `rows`: between their lowest and highest ids (an
     index range), and among them. None when there are no rows."""
@@ -159,8 +167,8 @@ class Expiring:
 
 
 def deliveries_expiring(*, cutoff: datetime) -> Expiring:
-    # Their attempts go by the day of their delivery.
-    return Expiring("deliveries", deliveries_expired(cutoff=cutoff), "created_at", cutoff, partitions.ATTEMPTS)
+    # Their attempts go with their days.
+    return Expiring("deliveries", deliveries_expired(cutoff=cutoff), "created_at", cutoff, partitions.DELIVERIES)
 
 
 def expiring(*, now: datetime, click_days: int) -> list[Expiring]:
@@ -170,6 +178,7 @@ def expiring(*, now: datetime, click_days: int) -> list[Expiring]:
     clicks = now - timedelta(days=click_days)
     minutes = now - timedelta(days=rollup_retention_days(delivery_days=settings.DELIVERY_RETENTION_DAYS))
     keys = now - timedelta(days=event_keys_kept_days())
+    claims = now - timedelta(days=session_claims_kept_days())
     return [
         deliveries_expiring(cutoff=now - timedelta(days=settings.DELIVERY_RETENTION_DAYS)),
         Expiring("events", _expired_events(events), "received_at", events, partitions.EVENTS, _events_unlink),
@@ -177,6 +186,7 @@ def expiring(*, now: datetime, click_days: int) -> list[Expiring]:
         Expiring("rollup minutes", DeliveryMinute.objects.filter(minute__lt=minutes), "minute", minutes),
         # In the order of their events' ids, as they came (EventKey.Meta says why).
         Expiring("event keys", EventKey.objects.filter(received_at__lt=keys), "pk", keys),
+        Expiring("session claims", SessionPeriodClaim.objects.filter(claimed_at__lt=claims), "pk", claims),
     ]
 
 
@@ -228,8 +238,6 @@ def expiring_delete(expiring: Expiring, *, batch: int = BATCH, out_of_time=lambd
             dependents=expiring.dependents,
             out_of_time=out_of_time,
         )
-        if expiring.partitioned.owner is not expiring.partitioned.model:
-            dropped = 0  # another table's days (a day of deliveries' attempts): its rows go below
     return dropped + expired_delete(expiring.expired, order=expiring.order, batch=batch, out_of_time=out_of_time)
 
 

@@ -14,7 +14,7 @@ from partners.models import Partner
 from postbacks import http, metrics
 from postbacks.conditions import condition_unmet
 from postbacks.configuration_cache import app_configurations, partners_by_pk
-from postbacks.models import Delivery, PostbackConfiguration
+from postbacks.models import Delivery, PostbackConfiguration, SessionPeriodClaim
 from postbacks.rendering import RenderedRequest, RenderError, render_postback, sample_values, values_for
 from postbacks.retention import deliveries_expiring, expiring_delete
 from postbacks.signing import signed_headers
@@ -65,9 +65,23 @@ def deliveries_plan(*, app: App, events: list[Event]) -> list[Delivery]:
 
 
 def deliveries_store(*, deliveries: list[Delivery]) -> None:
-    """Insert planned deliveries (their events are saved by now); count them once committed."""
+    """Insert planned deliveries (their events are saved by now) and the SessionBegin periods
+    they claim; count them once committed. A period a concurrent transaction claimed first
+    raises IntegrityError, and ingestion runs again, then seeing it."""
     if not deliveries:
         return
+    claims = [
+        SessionPeriodClaim(
+            device=delivery.device,
+            configuration=delivery.configuration,
+            period=delivery.session_period,
+            claimed_at=delivery.created_at,
+        )
+        for delivery in deliveries
+        if delivery.session_period is not None
+    ]
+    if claims:
+        rows_insert(SessionPeriodClaim, claims)
     rows_insert(Delivery, deliveries)
     created = Counter((delivery.configuration.partner_label, delivery.status) for delivery in deliveries)
     transaction.on_commit(lambda: _count_created(created))
@@ -98,9 +112,9 @@ class _Context:
         self.used_periods: set[tuple[int, int, int]] = set()
         if sessions:
             self.used_periods = set(
-                Delivery.objects.filter(
-                    app=app, device_id__in={event.device.pk for event in sessions}, session_period__isnull=False
-                ).values_list("configuration_id", "device_id", "session_period")
+                SessionPeriodClaim.objects.filter(device_id__in={event.device.pk for event in sessions}).values_list(
+                    "configuration_id", "device_id", "period"
+                )
             )
 
     def attribution(self, event: Event) -> Attribution:

@@ -251,8 +251,6 @@ EVENT_MAX_AGE_DAYS = env_int("EVENT_MAX_AGE_DAYS", 7, minimum=1, maximum=3650)
 # older than these. Each bound below keeps a rule that relies on stored rows true:
 # - events outlive EVENT_MAX_AGE_DAYS (and its 5 minutes ahead), so a replay of a deleted
 #   event is refused by its age rather than stored twice (idempotency of event_id);
-# - deliveries outlive EVENT_MAX_AGE_DAYS by 2 days, so a backdated SessionBegin finds its
-#   24-hour period's delivery (one per period);
 # - deleting a device or an event deletes its deliveries, deleting a device its events:
 #   deliveries <= devices <= events.
 DELIVERY_RETENTION_DAYS = env_int("DELIVERY_RETENTION_DAYS", 30, minimum=1)
@@ -264,10 +262,6 @@ for _problem in (
     EVENT_RETENTION_DAYS <= EVENT_MAX_AGE_DAYS
     and f"EVENT_RETENTION_DAYS={EVENT_RETENTION_DAYS} must be longer than EVENT_MAX_AGE_DAYS={EVENT_MAX_AGE_DAYS}: "
     "a client replaying an event deleted sooner would have it stored (and its postbacks sent) again.",
-    DELIVERY_RETENTION_DAYS < EVENT_MAX_AGE_DAYS + 2
-    and f"DELIVERY_RETENTION_DAYS={DELIVERY_RETENTION_DAYS} must be at least EVENT_MAX_AGE_DAYS + 2 = "
-    f"{EVENT_MAX_AGE_DAYS + 2}: a backdated SessionBegin would no longer find its 24-hour period's postback "
-    "and send a second one.",
     DEVICE_RETENTION_DAYS > EVENT_RETENTION_DAYS
     and f"DEVICE_RETENTION_DAYS={DEVICE_RETENTION_DAYS} is longer than EVENT_RETENTION_DAYS="
     f"{EVENT_RETENTION_DAYS}: a device's activity is read from its events, so it cannot be kept for "

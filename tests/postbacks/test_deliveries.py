@@ -1,16 +1,18 @@
 """Which postbacks an event produces, and why one did not fire."""
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from events.models import Event
 from events.services import EventInput, click_record
 from partners.models import Partner
 from postbacks.ingest import events_ingest
-from postbacks.models import Delivery, PostbackConfiguration
+from postbacks.models import Delivery, PostbackConfiguration, SessionPeriodClaim
 from project import clock
 from tests import factories
 
@@ -218,21 +220,66 @@ class TestSessionBegin:
         session = send(app, "session_begin", T0)
         assert "No install recorded" in outcome(session, configuration).skip_reason
 
-    def test_the_database_refuses_two_deliveries_for_one_period(self, app, configuration):
+    def test_the_database_refuses_a_second_claim_of_one_period(self, app, configuration):
         install_via(app, None)
         first = send(app, "session_begin", T0 + timedelta(hours=25))
         delivery = outcome(first, configuration)
-        other_event = send(app, "purchase", T0 + timedelta(hours=26))
-        duplicate = Delivery(
-            app=app,
-            configuration=configuration,
-            event=other_event,
-            device=delivery.device,
-            session_period=delivery.session_period,
-            created_at=T0,
-        )
+        claim = SessionPeriodClaim.objects.get(device=delivery.device, configuration=configuration)
+        assert claim.period == delivery.session_period == 1
         with pytest.raises(IntegrityError), transaction.atomic():
-            duplicate.save()
+            SessionPeriodClaim.objects.create(
+                device=delivery.device, configuration=configuration, period=1, claimed_at=T0 + timedelta(hours=26)
+            )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="two writers at once need PostgreSQL")
+def test_two_session_begins_of_one_period_at_once_send_one_postback(app):
+    """The second request reads the period as free (the first has not committed), then waits
+    on the first's claim; once it commits, the second is refused, runs again and skips."""
+    configuration = factories.make_custom_postback(app, event="session_begin", url="https://sessions.test/in")
+    install_via(app, None)
+    first_planned, commit = threading.Event(), threading.Event()
+    errors = []
+
+    def session(event_id: str, *, hold: bool) -> None:
+        try:
+            item = EventInput(event_id, "session_begin", {"adid": ADID}, occurred_at=T0 + timedelta(hours=25))
+            with transaction.atomic():
+                events_ingest(app=app, items=[item])
+                if hold:
+                    first_planned.set()
+                    assert commit.wait(10)
+        except Exception as error:  # reported by the test, not lost in the thread
+            errors.append(error)
+        finally:
+            connection.close()
+
+    def waiting_on_a_lock() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            return cursor.fetchone()[0] > 0
+
+    with clock.frozen(T0 + timedelta(hours=26)):
+        first = threading.Thread(target=session, args=("s1",), kwargs={"hold": True})
+        first.start()
+        assert first_planned.wait(10)
+        second = threading.Thread(target=session, args=("s2",), kwargs={"hold": False})
+        second.start()
+        deadline = time.monotonic() + 10
+        while not waiting_on_a_lock() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert waiting_on_a_lock()
+        commit.set()
+        first.join(10), second.join(10)
+    assert not errors
+    by_event = {
+        d.event.event_id: d for d in Delivery.objects.filter(configuration=configuration).select_related("event")
+    }
+    assert by_event["s1"].status == Delivery.Status.SCHEDULED
+    assert by_event["s2"].status == Delivery.Status.SKIPPED
+    assert "Already sent for this device" in by_event["s2"].skip_reason
+    assert SessionPeriodClaim.objects.filter(configuration=configuration).count() == 1
 
 
 def test_a_configuration_changed_here_applies_to_the_next_event_at_once(app, setup):

@@ -74,10 +74,10 @@ def world(app, partner, receiver, allow_private, day):
     return {"kept": devices[kept_adid], "day": day}
 
 
-def test_migrate_partitions_events_and_clicks_by_time_and_attempts_by_their_deliverys_day(db):
+def test_migrate_partitions_events_and_clicks_by_time_and_deliveries_with_their_attempts_by_day(db):
     today = partitions.database_today()
     week = {today + timedelta(days=n) for n in range(8)}
-    for table in ("events_event", "events_click", "postbacks_attempt"):
+    for table in ("events_event", "events_click", "postbacks_delivery", "postbacks_attempt"):
         assert week <= days_of(table)
         # Empty when partitioned: no legacy partition (tests/project/test_partitioning.py has one).
         assert table_exists(f"{table}_default") and not table_exists(f"{table}_legacy")
@@ -89,12 +89,15 @@ def test_a_day_past_its_retention_is_dropped_whole(app, world):
     assert {partition_of(Event, pk) for pk in installs} == {f"events_event_d{day:%Y%m%d}"}
     assert EventKey.objects.filter(pk__in=installs).count() == 2
     delivery_day = partitioning.day_of(Delivery.objects.first().pk)  # the database's day: today
+    deliveries_day = f"postbacks_delivery_d{delivery_day:%Y%m%d}"
     attempts_day = f"postbacks_attempt_d{delivery_day:%Y%m%d}"
+    assert {partition_of(Delivery, pk) for pk in Delivery.objects.values_list("pk", flat=True)} == {deliveries_day}
     assert Attempt.objects.count() == 2
 
     with clock.frozen(world["day"] + timedelta(days=31)):
         run = retention_run()
-    assert run.counts["deliveries"] == 2 and not table_exists(attempts_day)
+    assert run.counts["deliveries"] == 2
+    assert not table_exists(deliveries_day) and not table_exists(attempts_day)
     assert not Delivery.objects.exists() and not Attempt.objects.exists()
 
     with clock.frozen(world["day"] + timedelta(days=91)):
@@ -125,13 +128,23 @@ def held(app, receiver, allow_private, day):
 
 
 def test_a_day_with_a_few_kept_rows_is_dropped_and_they_move_to_the_default_partition(held, day):
+    # The held delivery was tried once: its attempt goes where it goes.
+    tried = Attempt.objects.create(
+        delivery=held, number=1, started_at=day, duration_ms=5, method="GET", url=held.url, outcome="retry"
+    )
+    delivery_day = partitioning.day_of(held.pk)
     with clock.frozen(day + timedelta(days=91)):
         run = retention_run()
-    assert run.counts["events"] == 1
+    assert (run.counts["deliveries"], run.counts["events"]) == (1, 1)
     assert not table_exists(f"events_event_d{day:%Y%m%d}")
     assert list(Event.objects.values_list("pk", flat=True)) == [held.event_id]
     assert partition_of(Event, held.event_id) == "events_event_default"
+    assert not table_exists(f"postbacks_delivery_d{delivery_day:%Y%m%d}")
+    assert not table_exists(f"postbacks_attempt_d{delivery_day:%Y%m%d}")
     assert Delivery.objects.get().pk == held.pk  # and still to send
+    assert partition_of(Delivery, held.pk) == "postbacks_delivery_default"
+    assert list(Attempt.objects.values_list("pk", flat=True)) == [tried.pk]
+    assert partition_of(Attempt, tried.pk) == "postbacks_attempt_default"
 
 
 def test_a_day_with_many_kept_rows_stays_and_its_expired_rows_go_in_batches(held, day, monkeypatch):

@@ -13,7 +13,7 @@ from events.models import Click, Device, DeviceIdentifier, Event
 from events.services import EventInput, click_record
 from postbacks import tasks
 from postbacks.ingest import events_ingest
-from postbacks.models import Attempt, Delivery, DeliveryMinute
+from postbacks.models import Attempt, Delivery, DeliveryMinute, SessionPeriodClaim
 from postbacks.retention import retention_run
 from postbacks.schedules import RETENTION_SCHEDULE, RETENTION_TASK, retention_schedule_ensure
 from postbacks.sending import deliveries_claim, deliveries_send
@@ -70,6 +70,24 @@ def test_deliveries_and_their_attempts_go_after_their_retention_events_stay(worl
     assert not Delivery.objects.filter(event__event_id__endswith="-install").exists()
     assert Attempt.objects.count() == 0
     assert Event.objects.filter(event_id__endswith="-install").count() == 2
+
+
+def test_a_session_period_claim_stays_while_an_event_of_its_period_may_arrive(app, world, settings):
+    """The day-80 SessionBegin claimed the period [day 80, day 81): a SessionBegin of that
+    period arriving as late as the API takes it is still refused a second postback."""
+    period_end = T0 + timedelta(days=81)
+    latest_arrival = period_end + timedelta(days=settings.EVENT_MAX_AGE_DAYS)
+    assert run_at(latest_arrival).counts["session claims"] == 0
+    with clock.frozen(latest_arrival):
+        item = EventInput(
+            "late-session", "session_begin", {"adid": KEPT_ADID}, occurred_at=period_end - timedelta(hours=1)
+        )
+        [late] = events_ingest(app=app, items=[item])
+    assert "Already sent for this device" in Delivery.objects.get(event=late.event).skip_reason
+    # Made at day 80, kept EVENT_MAX_AGE_DAYS + 2 days (a day of margin past the latest arrival).
+    claim_expired = T0 + timedelta(days=80 + settings.EVENT_MAX_AGE_DAYS + 2, minutes=1)
+    assert run_at(claim_expired).counts["session claims"] == 1
+    assert not SessionPeriodClaim.objects.exists()
 
 
 def test_inactive_devices_go_with_their_history_while_active_ones_keep_their_attribution(app, world):

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from postbacks.retention import KINDS, event_keys_kept_days, retention_run
+from postbacks.retention import KINDS, event_keys_kept_days, retention_run, session_claims_kept_days
 
 
 class Command(BaseCommand):
@@ -22,6 +22,7 @@ class Command(BaseCommand):
             "clicks": f"older than {run.click_days} days",
             "rollup minutes": "the statistics' rollups",
             "event keys": f"what makes a replay a duplicate, kept {event_keys_kept_days()} days",
+            "session claims": f"SessionBegin's 24-hour periods sent, kept {session_claims_kept_days()} days",
         }
         verb = "Would delete" if dry_run else "Deleted"
         for kind in KINDS:
