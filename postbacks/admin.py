@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from events.admin_scoping import EventNameFilter, ReadOnlyAdminMixin, ScopedModelAdmin, VisibleRelatedFilter
-from events.models import App
+from events.models import App, Event
 from events.scoping import visible_to
 from partners.admin import warn_if_illustrative
 from partners.models import Partner
@@ -39,7 +39,7 @@ from postbacks.models import (
     PostbackConfiguration,
 )
 from postbacks.rendering import RenderError, render_postback, requirement_problems, sample_values
-from postbacks.selectors import deliveries_matching, postback_duplicates, undelivered
+from postbacks.selectors import deliveries_matching, deliveries_of_events, postback_duplicates, undelivered
 from postbacks.sending import mask, masked_headers, secret_values_of, verdict_for
 from postbacks.services import deliveries_resend, postback_send_test
 from postbacks.statistics import STEPS, WINDOWS, delivery_stats
@@ -560,7 +560,10 @@ class SlowFilter(admin.SimpleListFilter):
 
 
 class DeliveryEventNameFilter(EventNameFilter):
-    lookup = "event__name"
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        return deliveries_of_events(deliveries=queryset, events=Event.objects.filter(name=self.value()))
 
 
 class PartnerFilter(VisibleRelatedFilter):

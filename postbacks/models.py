@@ -363,6 +363,8 @@ class Delivery(AccountScoped):
     )
     due_at = models.DateTimeField(null=True, blank=True, help_text="When the next attempt is due.")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Its event's received_at, always (postbacks/services.py makes it so): joined on with the
+    # event's id, it names the event's day of events (postbacks/selectors.py).
     created_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)

@@ -125,7 +125,7 @@ def days_drop(
         if partition.low is not None:
             day[f"{partitioned.owner_field}__gte"] = partition.low
         going = [(partitioned, partition)] + [
-            (table, each) for table, theirs in along.items() for each in theirs if _holds(partition, each)
+            (table, each) for table, theirs in along.items() for each in theirs if _within(each, partition)
         ]
         try:
             with transaction.atomic(), connection.cursor() as cursor:
@@ -163,7 +163,7 @@ def days_drop(
     return dropped
 
 
-def _holds(outer: partitioning.Partition, inner: partitioning.Partition) -> bool:
+def _within(inner: partitioning.Partition, outer: partitioning.Partition) -> bool:
     """Whether `inner`'s range of keys lies inside `outer`'s (a default partition's in none)."""
     if inner.is_default:
         return False

@@ -109,6 +109,22 @@ def test_the_lists_find_by_exact_ids(admin_client, stored, app):
     assert [click.adid for click in listed(reverse("admin:events_click_changelist") + f"?q={ADID}")] == [ADID]
 
 
+def test_the_log_filtered_by_event_name_lists_that_events_deliveries(admin_client, stored, app):
+    """Matched on the event and its day (postbacks/selectors.py deliveries_of_events)."""
+    factories.make_custom_postback(app, event="purchase")
+    item = EventInput(event_id="p-1", name="purchase", device_ids={"adid": ADID}, occurred_at=timezone.now())
+    [bought] = events_ingest(app=app, items=[item])
+
+    def listed(name):
+        url = reverse("admin:postbacks_delivery_changelist") + f"?event_name={name}"
+        return [delivery.event for delivery in admin_client.get(url).context["cl"].result_list]
+
+    assert listed("purchase") == [bought.event]
+    installs = listed("install")
+    assert len(installs) == PAGE and {event.name for event in installs} == {"install"}
+    assert listed("session_begin") == []
+
+
 def test_an_id_pasted_as_the_partner_writes_it_is_found_as_the_api_stored_it(admin_client, stored):
     """Exact matching, after the API's own normalisation: an IDFA or ad id in capitals (as
     iOS prints it) finds the device whose id the API stored lower-case."""
