@@ -114,7 +114,7 @@ def prefill(database_url: str, *, events: int) -> None:
         db.execute(
             f"""INSERT INTO postbacks_delivery (id, delivery_id, status, skip_reason, method, url, headers, body,
                    max_attempts, attempts, due_at, created_at, finished_at, last_status_code, last_error, app_id,
-                   configuration_id, device_id, event_id, deferrals, withheld)
+                   configuration_id, device_id, event_id, event_name, deferrals, withheld)
                SELECT day_stamped_id('postbacks_delivery_id_seq', e.received_at), gen_random_uuid(),
                    CASE WHEN {kind} < 90 THEN 'delivered' WHEN {kind} < 95 THEN 'failed'
                        WHEN {kind} < 99 THEN 'skipped' ELSE 'scheduled' END,
@@ -123,7 +123,7 @@ def prefill(database_url: str, *, events: int) -> None:
                    CASE WHEN {kind} >= 99 THEN now() + interval '30 days' END, e.received_at,
                    CASE WHEN {kind} < 95 THEN e.received_at END,
                    CASE WHEN {kind} < 90 THEN 200 WHEN {kind} < 95 THEN 404 END, '', e.app_id, c.id, e.device_id,
-                   e.id, 0, ''
+                   e.id, e.name, 0, ''
                FROM events_event e
                JOIN postbacks_postbackconfiguration c ON c.app_id = e.app_id
                WHERE e.event_id LIKE 'pre-%'

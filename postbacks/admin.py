@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from events.admin_scoping import EventNameFilter, ReadOnlyAdminMixin, ScopedModelAdmin, VisibleRelatedFilter
-from events.models import App, Event
+from events.models import App
 from events.scoping import visible_to
 from partners.admin import warn_if_illustrative
 from partners.models import Partner
@@ -39,7 +39,7 @@ from postbacks.models import (
     PostbackConfiguration,
 )
 from postbacks.rendering import RenderError, render_postback, requirement_problems, sample_values
-from postbacks.selectors import deliveries_matching, deliveries_of_events, postback_duplicates, undelivered
+from postbacks.selectors import deliveries_matching, deliveries_of_event_name, postback_duplicates, undelivered
 from postbacks.sending import mask, masked_headers, secret_values_of, verdict_for
 from postbacks.services import deliveries_resend, postback_send_test
 from postbacks.statistics import STEPS, WINDOWS, delivery_stats
@@ -561,9 +561,7 @@ class SlowFilter(admin.SimpleListFilter):
 
 class DeliveryEventNameFilter(EventNameFilter):
     def queryset(self, request, queryset):
-        if not self.value():
-            return queryset
-        return deliveries_of_events(deliveries=queryset, events=Event.objects.filter(name=self.value()))
+        return deliveries_of_event_name(deliveries=queryset, name=self.value()) if self.value() else queryset
 
 
 class PartnerFilter(VisibleRelatedFilter):
@@ -755,7 +753,7 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
 
     list_display = [
         "short_id",
-        "event_name",
+        "event_shown",
         "target",
         "app",
         "status_display",
@@ -775,7 +773,7 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
     ]
     search_fields = ["delivery_id"]  # shows the search box; get_search_results does the search
     search_help_text = "A delivery id or the short id shown, an event id, a device id, or a destination host."
-    list_select_related = ["event", "app", "configuration__partner_configuration__partner"]
+    list_select_related = ["app", "configuration__partner_configuration__partner"]
     ordering = ["-pk"]
     inlines = [AttemptInline]
     actions = ["resend"]
@@ -827,9 +825,10 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ScopedModelAdmin):
     def short_id(self, delivery: Delivery) -> str:
         return str(delivery.delivery_id)[:8]
 
-    @admin.display(description="event", ordering="event__name")
-    def event_name(self, delivery: Delivery) -> str:
-        return delivery.event.name
+    @admin.display(description="event", ordering="event_name")
+    def event_shown(self, delivery: Delivery) -> str:
+        # Deliveries made before migration postbacks 0015 do not store it: read from the event.
+        return delivery.event_name if delivery.event_name is not None else delivery.event.name
 
     @admin.display(description="to")
     def target(self, delivery: Delivery) -> str:

@@ -146,6 +146,7 @@ class _Context:
             app=self.app,
             configuration=configuration,
             event=event,
+            event_name=event.name,
             device=device,
             created_at=event.received_at,
             max_attempts=1 + configuration.retry_attempts,

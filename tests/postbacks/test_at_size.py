@@ -123,6 +123,12 @@ def test_the_log_filtered_by_event_name_lists_that_events_deliveries(admin_clien
     installs = listed("install")
     assert len(installs) == PAGE and {event.name for event in installs} == {"install"}
     assert listed("session_begin") == []
+    # A delivery made before its event's name was stored on it (migration postbacks 0015).
+    Delivery.objects.filter(event=bought.event).update(event_name=None)
+    assert listed("purchase") == [bought.event]
+    assert "p-1" not in {event.event_id for event in listed("install")}
+    page = admin_client.get(reverse("admin:postbacks_delivery_changelist") + "?q=p-1").content.decode()
+    assert '<td class="field-event_shown">purchase</td>' in page
 
 
 def test_an_id_pasted_as_the_partner_writes_it_is_found_as_the_api_stored_it(admin_client, stored):
