@@ -13,7 +13,7 @@ from events.services import EventInput, click_record
 from postbacks import partitions
 from postbacks.ingest import events_ingest
 from postbacks.models import Attempt, Delivery
-from postbacks.retention import retention_run
+from postbacks.retention import expiring, expiring_delete, retention_run
 from postbacks.sending import deliveries_claim, deliveries_send
 from project import clock, partitioning
 from tests import factories
@@ -110,6 +110,18 @@ def test_a_day_past_its_retention_is_dropped_whole(app, world):
     kept = Device.objects.get(pk=world["kept"].pk)
     assert (kept.campaign_name, kept.install_click_id) == ("Spring", None)
     assert Event.objects.filter(event_id="later").exists()
+
+
+def test_an_event_day_dropped_first_takes_its_deliveries_with_it(app, world):
+    """Deliveries normally expire first; when an events' day goes while some of its deliveries
+    remain (their own day not dropped yet), those go first, found by their day."""
+    installs = set(Event.objects.filter(name="install").values_list("pk", flat=True))
+    assert set(Delivery.objects.values_list("event_id", flat=True)) == installs
+    with clock.frozen(world["day"] + timedelta(days=91)):
+        [events] = [each for each in expiring(now=clock.now(), click_days=90) if each.kind == "events"]
+        assert expiring_delete(events) == 2
+    assert not Delivery.objects.exists() and not Attempt.objects.exists()
+    assert not Event.objects.filter(pk__in=installs).exists()
 
 
 @pytest.fixture
