@@ -201,18 +201,47 @@ class _EventBatch:
 
     def _load_clicks(self) -> None:
         """Every click that could attribute an install or a reengagement of this batch."""
-        installs = any(item.name == "install" for item in self.items)
+        installs = [item for item in self.items if item.name == "install"]
         reengagements = app_profile(self.app).has_reengagement_trackers and any(
             device.installed_at for device in self.owners.values()
         )
         if not (installs or reengagements):
             return
         self._load_other_identifiers()
+        # Installs alone (no reengagement to decide): only the ids their devices may be known by.
+        values = self._batch_values() if reengagements else self._values_linked_to(installs)
         earliest = min(item.occurred_at for item in self.items) - timedelta(days=self.app.lookback_days)
         latest = max(item.occurred_at for item in self.items)
         self.clicks = queries.clicks_matching(
-            app_id=self.app.pk, values_by_kind=self._batch_values(), earliest=earliest, latest=latest
+            app_id=self.app.pk, values_by_kind=values, earliest=earliest, latest=latest
         )
+
+    def _values_linked_to(self, items: list[EventInput]) -> dict[str, set[str]]:
+        """Every id the device of one of `items` may be known by once the batch is applied: the
+        ids linked to theirs by an item of the batch or a stored device (a device's ids are
+        those of its stored identifiers and of the items it takes), as kind → values. A click
+        lookup for a batch's installs then asks for their ids, not for every event's."""
+        parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+        def root(pair: tuple[str, str]) -> tuple[str, str]:
+            parent.setdefault(pair, pair)
+            while parent[pair] != pair:
+                parent[pair] = parent[parent[pair]]
+                pair = parent[pair]
+            return pair
+
+        groups = [list(item.device_ids.items()) for item in self.items] + [
+            list(pairs) for pairs in self.device_pairs.values()
+        ]
+        for group in groups:
+            for pair in group[1:]:
+                parent[root(pair)] = root(group[0])
+        roots = {root(pair) for item in items for pair in item.device_ids.items()}
+        values: dict[str, set[str]] = {}
+        for pair in list(parent):
+            if root(pair) in roots:
+                values.setdefault(pair[0], set()).add(pair[1])
+        return values
 
     # the rules, in memory ---------------------------------------------------------------
     def _device_for(self, item: EventInput) -> Device:

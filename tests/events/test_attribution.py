@@ -232,3 +232,23 @@ def test_installs_of_devices_first_seen_by_sessions_are_attributed_without_a_sta
             expected.network_id,
             expected.campaign_name,
         )
+
+
+def test_a_batch_install_is_attributed_by_an_id_its_device_got_elsewhere(app, networks):
+    """Only an install's linked ids are looked up among the clicks: an id an earlier item of
+    the batch, or the stored device, links to the installing device still finds its click."""
+    tracker = factories.make_tracker(app, networks[0], campaign_name="Linked")
+    first_android_id, second_android_id = "a1b2c3d4e5f60718", "0f1e2d3c4b5a6978"
+    click(tracker, T0 - timedelta(hours=1), android_id=first_android_id)
+    click(tracker, T0 - timedelta(hours=2), android_id=second_android_id)
+    send(app, "session_begin", T0 - timedelta(hours=3), adid=IDFV, android_id=second_android_id)
+    items = [
+        EventInput("s-1", "session_begin", {"adid": ADID, "android_id": first_android_id}, T0 - timedelta(minutes=9)),
+        EventInput("p-1", "purchase", {"adid": IDFA}, T0 - timedelta(minutes=8)),
+        EventInput("i-1", "install", {"adid": ADID}, T0),
+        EventInput("i-2", "install", {"adid": IDFV}, T0),
+    ]
+    outcomes = events_ingest(app=app, items=items)
+    assert outcomes[2].event.device.install_click.android_id == first_android_id  # linked by s-1
+    assert outcomes[3].event.device.install_click.android_id == second_android_id  # by the stored device
+    assert outcomes[1].event.device.install_click is None
