@@ -367,6 +367,8 @@ class Delivery(AccountScoped):
     )
     due_at = models.DateTimeField(null=True, blank=True, help_text="When the next attempt is due.")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Always its event's received_at (postbacks/services.py): retention and the log's filter
+    # find an event's deliveries on the event's day by it.
     created_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)

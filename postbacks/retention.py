@@ -142,9 +142,8 @@ def _events_unlink(events: QuerySet) -> None:
     """Before a day of events is dropped: the deliveries of those that go (finished ones: an
     event with a delivery still to send stays) and their keys."""
     if span := _id_span(events):
-        # A delivery's created_at is its event's received_at: the day's deliveries are found
-        # through delivery_created_idx, not by asking every day of deliveries for the ids
-        # (a day of the 10-million-event bench: 57 s).
+        # By their created_at (Delivery.created_at), through delivery_created_idx, not by asking
+        # every day of deliveries for the ids (a day of the 10-million-event bench: 20.5 s).
         received = events.aggregate(first=Min("received_at"), last=Max("received_at"))
         of_the_day = Delivery.objects.filter(created_at__gte=received["first"], created_at__lte=received["last"])
         expired_delete(of_the_day.filter(**_on("event_id", span)), order="pk")
