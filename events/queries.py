@@ -23,6 +23,7 @@ from project.bulk import (
     rows_source,
     saved,
 )
+from project.partitioning import rows_read_by_generic_plan
 
 
 def event_pks_stored(*, app_id: int, event_ids: set[str]) -> list[int]:
@@ -114,8 +115,9 @@ def clicks_matching(
     """The app's clicks in [earliest, latest] carrying any of the values, each with its tracker.
     One condition per identifier kind (not per value: SQLite limits expression depth), each
     also saying the id is not empty: the values never are, and only so does PostgreSQL use the
-    kind's partial index (Click.Meta) in the generic plan of a prepared statement, which knows
-    no values; without it, it walked an index where nearly every click holds ''."""
+    kind's partial index (Click.Meta) in the generic plan it runs by (one per connection, not a
+    plan per install over a week of days), which knows no values; without it, it walked an
+    index where nearly every click holds ''."""
     quote = connection.ops.quote_name
     # Adapted as the ORM adapts them: SQLite compares datetimes as text.
     adapt = connection.ops.adapt_datetimefield_value
@@ -138,8 +140,7 @@ def clicks_matching(
         f"WHERE c.app_id = %s AND c.clicked_at >= %s AND c.clicked_at <= %s AND ({' OR '.join(conditions)})"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, parameters)
-        rows = cursor.fetchall()
+        rows = rows_read_by_generic_plan(cursor, sql, parameters)
     clicks, trackers = [], {}
     for row in rows:
         click = instance_from_row(Click, list(row[: len(click_fields)]))

@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
+from psycopg.pq import TransactionStatus
+
 logger = logging.getLogger("project.partitioning")
 
 DAY_BITS = 32
@@ -58,6 +60,27 @@ class Partition:
     @property
     def is_default(self) -> bool:
         return self.high is None
+
+
+def rows_read_by_generic_plan(cursor, sql: str, parameters: list) -> list[tuple]:
+    """Run a read of partitioned tables repeated with other values, and fetch its rows. On
+    PostgreSQL, where psycopg prepares statements, it runs by the statement's generic plan,
+    made once per connection, which prunes the days at run time. PostgreSQL would otherwise
+    plan it afresh at each run: it estimates the generic plan over every day kept and prefers
+    custom plans, whose planning over a week of days (1-2 ms) costs ten times their run.
+    Without prepared statements a generic plan would be made at each run: then as usual."""
+    db = cursor.db
+    if db.vendor != "postgresql" or db.connection.prepare_threshold is None:
+        cursor.execute(sql, parameters)
+        return cursor.fetchall()
+    cursor.execute("SET plan_cache_mode = force_generic_plan")
+    try:
+        cursor.execute(sql, parameters)
+        return cursor.fetchall()
+    finally:
+        # A failed statement in a transaction: its rollback undoes the SET, and nothing runs before.
+        if db.connection.info.transaction_status != TransactionStatus.INERROR:
+            cursor.execute("RESET plan_cache_mode")
 
 
 def day_range(day: date, *, by_time: bool) -> tuple[Bound, Bound]:

@@ -101,3 +101,35 @@ def test_a_table_of_day_stamped_ids_keeps_today_in_its_legacy_partition_and_its_
     [(new_id, partition)] = rows("INSERT INTO stamped (name) VALUES ('new') RETURNING id, tableoid::regclass::text")
     # Stamped today, numbered after the five: in the legacy partition, which holds today.
     assert (partitioning.day_of(new_id), new_id & 0xFFFFFFFF, partition) == (today, 6, "stamped_legacy")
+
+
+def plan_cache_mode():
+    [(mode,)] = rows("SHOW plan_cache_mode")
+    return mode
+
+
+def test_a_read_repeated_over_days_runs_by_one_generic_plan_and_leaves_the_session_as_it_was(scratch):
+    partitioning.partition_by_day(connection.cursor(), table=scratch, key="at", primary_key=("id", "at"))
+    now = datetime.now(UTC)
+    with connection.cursor() as cursor:
+        partitioning.partitions_ensure(cursor, table=scratch, first=(now - timedelta(days=7)).date(), last=now.date())
+    sql = "SELECT name FROM scratch WHERE at >= %s AND at <= %s AND name = ANY(%s)"
+    for number in range(8):  # psycopg prepares it after five runs
+        with connection.cursor() as cursor:
+            found = partitioning.rows_read_by_generic_plan(
+                cursor, sql, [now - timedelta(days=7), now, [f"row{number % 7}", "none"]]
+            )
+        assert found == [(f"row{number % 7}",)]
+        assert plan_cache_mode() == "auto"
+    [(custom, generic)] = rows(
+        "SELECT custom_plans, generic_plans FROM pg_prepared_statements WHERE statement LIKE %s",
+        ["SELECT name FROM scratch%"],
+    )
+    # Each prepared run by the generic plan; PostgreSQL alone would have planned each anew.
+    assert custom == 0 and generic >= 3
+
+
+def test_a_failed_read_leaves_no_generic_planning_behind(scratch):
+    with pytest.raises(Exception, match="nowhere"), transaction.atomic(), connection.cursor() as cursor:
+        partitioning.rows_read_by_generic_plan(cursor, "SELECT * FROM nowhere WHERE id = %s", [1])
+    assert plan_cache_mode() == "auto"
