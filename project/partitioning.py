@@ -68,9 +68,10 @@ def rows_read_by_generic_plan(cursor, sql: str, parameters: list) -> list[tuple]
     made once per connection, which prunes the days at run time. PostgreSQL would otherwise
     plan it afresh at each run: it estimates the generic plan over every day kept and prefers
     custom plans, whose planning over a week of days (1-2 ms) costs ten times their run.
-    Without prepared statements a generic plan would be made at each run: then as usual."""
+    Without prepared statements or with a connection per request, a generic plan (3-25 ms)
+    would be made for a run or a few: then as usual."""
     db = cursor.db
-    if db.vendor != "postgresql" or db.connection.prepare_threshold is None:
+    if db.vendor != "postgresql" or db.connection.prepare_threshold is None or not db.settings_dict["CONN_MAX_AGE"]:
         cursor.execute(sql, parameters)
         return cursor.fetchall()
     cursor.execute("SET plan_cache_mode = force_generic_plan")
