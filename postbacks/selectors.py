@@ -96,9 +96,9 @@ def postback_duplicates(*, configuration: PostbackConfiguration) -> QuerySet:
 
 def deliveries_of_event_name(*, deliveries: QuerySet, name: str) -> QuerySet:
     """The deliveries of events named `name`, newest first through delivery_event_name_idx.
-    Deliveries made before migration postbacks 0015 have no name stored (None) until they
-    expire: theirs is read from their event, on the event's day (Delivery.created_at), so that
-    each reads one day's partition of events, not every day's."""
+    Deliveries made before migration postbacks 0015 have no name stored (None) until
+    retention stores it (retention.event_names_fill): theirs is read from their event, on the
+    event's day (Delivery.created_at), so that each reads one day's partition of events."""
     named = Q(event_name=name)
     if Delivery.objects.filter(event_name__isnull=True).exists():
         event = Event.objects.filter(pk=OuterRef("event_id"), received_at=OuterRef("created_at"), name=name)

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django_q.brokers import get_broker
 from django_q.models import Schedule
 
@@ -16,6 +18,7 @@ from postbacks.ingest import events_ingest
 from postbacks.models import Attempt, Delivery, DeliveryMinute, SessionPeriodClaim
 from postbacks.retention import retention_run
 from postbacks.schedules import RETENTION_SCHEDULE, RETENTION_TASK, retention_schedule_ensure
+from postbacks.selectors import deliveries_of_event_name
 from postbacks.sending import deliveries_claim, deliveries_send
 from project import clock
 from tests import factories
@@ -177,3 +180,23 @@ def test_migrate_creates_the_daily_retention_schedule_once(db):
     retention_schedule_ensure()
     assert Schedule.objects.filter(name=RETENTION_SCHEDULE).count() == 1
     assert Schedule.objects.get(name=RETENTION_SCHEDULE).next_run == schedule.next_run
+
+
+def test_deliveries_made_before_event_names_were_stored_get_theirs_and_the_log_reads_names_alone(world, capsys):
+    session = Delivery.objects.get(event__event_id="kept-session")
+    orphan = Delivery.objects.get(event__event_id="gone-install")
+    # As migration postbacks 0015 leaves them; one delivery's event is gone meanwhile.
+    Delivery.objects.update(event_name=None)
+    Delivery.objects.filter(pk=orphan.pk).update(event_id=orphan.event_id + 1_000_000)
+
+    with clock.frozen(T0 + timedelta(days=2)):  # nothing expired yet
+        call_command("retention")
+    assert "Stored the event name of 3 deliveries made before migration postbacks 0015." in capsys.readouterr().out
+    names = dict(Delivery.objects.values_list("pk", "event_name"))
+    kept_install = Delivery.objects.get(event__event_id="kept-install")
+    assert names == {kept_install.pk: "install", session.pk: "session_begin", orphan.pk: ""}
+    with CaptureQueriesContext(connection) as queries:
+        found = list(deliveries_of_event_name(deliveries=Delivery.objects.all(), name="session_begin"))
+    assert found == [session]
+    assert "EXISTS" not in queries[-1]["sql"].upper()  # no probe of each delivery's event
+    assert run_at(T0 + timedelta(days=3)).event_names_filled == 0

@@ -27,3 +27,7 @@ class Command(BaseCommand):
         verb = "Would delete" if dry_run else "Deleted"
         for kind in KINDS:
             self.stdout.write(f"{verb} {run.counts[kind]} {kind} ({days[kind]}).")
+        if run.event_names_filled:
+            self.stdout.write(
+                f"Stored the event name of {run.event_names_filled} deliveries made before migration postbacks 0015."
+            )
