@@ -38,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, Max, Min, OuterRef, QuerySet, Subquery, Value
+from django.db.models import Exists, F, Max, Min, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from events.models import App, Click, Device, Event, EventKey
@@ -243,12 +243,18 @@ def event_names_fill(*, batch: int = BATCH, out_of_time=lambda: False) -> int:
     # On its day: a delivery's created_at is its event's received_at (one partition per probe).
     name = Event.objects.filter(pk=OuterRef("event_id"), received_at=OuterRef("created_at")).values("name")[:1]
     unnamed = Delivery.objects.filter(event_name__isnull=True)
-    total = 0
+    # delivery_event_name_idx read backwards, from where the last batch ended: only unnamed
+    # entries are read. By the primary key, each batch read past every delivery filled before
+    # it (3 million rows, 2 s, a third of the way through 10 million).
+    newest_first = (F("event_name").desc(nulls_first=True), "-pk")
+    total, below = 0, None
     while not out_of_time():
-        ids = list(unnamed.order_by("-pk").values_list("pk", flat=True)[:batch])
+        rows = unnamed if below is None else unnamed.filter(pk__lt=below)
+        ids = list(rows.order_by(*newest_first).values_list("pk", flat=True)[:batch])
         if not ids:
             break
         total += unnamed.filter(pk__in=ids).update(event_name=Coalesce(Subquery(name), Value("")))
+        below = ids[-1]
     return total
 
 

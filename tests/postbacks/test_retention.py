@@ -16,7 +16,7 @@ from events.services import EventInput, click_record
 from postbacks import tasks
 from postbacks.ingest import events_ingest
 from postbacks.models import Attempt, Delivery, DeliveryMinute, SessionPeriodClaim
-from postbacks.retention import retention_run
+from postbacks.retention import event_names_fill, retention_run
 from postbacks.schedules import RETENTION_SCHEDULE, RETENTION_TASK, retention_schedule_ensure
 from postbacks.selectors import deliveries_of_event_name
 from postbacks.sending import deliveries_claim, deliveries_send
@@ -200,3 +200,7 @@ def test_deliveries_made_before_event_names_were_stored_get_theirs_and_the_log_r
     assert found == [session]
     assert "EXISTS" not in queries[-1]["sql"].upper()  # no probe of each delivery's event
     assert run_at(T0 + timedelta(days=3)).event_names_filled == 0
+    # A batch at a time, each from where the last one ended.
+    Delivery.objects.update(event_name=None)
+    assert event_names_fill(batch=1) == 3
+    assert dict(Delivery.objects.values_list("pk", "event_name")) == names
