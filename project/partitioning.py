@@ -71,7 +71,7 @@ def rows_read_by_generic_plan(cursor, sql: str, parameters: list) -> list[tuple]
     Without prepared statements or with a connection per request, a generic plan (3-25 ms)
     would be made for a run or a few: then as usual."""
     db = cursor.db
-    if db.vendor != "postgresql" or db.connection.prepare_threshold is None or not db.settings_dict["CONN_MAX_AGE"]:
+    if db.vendor != "postgresql" or db.connection.prepare_threshold is None or db.settings_dict["CONN_MAX_AGE"] == 0:
         cursor.execute(sql, parameters)
         return cursor.fetchall()
     cursor.execute("SET plan_cache_mode = force_generic_plan")
