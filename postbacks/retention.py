@@ -44,6 +44,7 @@ from django.db.models.functions import Coalesce
 from events.models import App, Click, Device, Event, EventKey
 from postbacks import partitions
 from postbacks.models import Delivery, DeliveryMinute, SessionPeriodClaim
+from postbacks.selectors import event_of_delivery_on_its_day
 from postbacks.statistics import WINDOWS
 from project import clock
 
@@ -240,8 +241,7 @@ def event_names_fill(*, batch: int = BATCH, out_of_time=lambda: False) -> int:
     ran for more than 17 minutes); '' where the event is gone. Once none is left, the delivery
     log's event-name filter reads the stored names alone (selectors.deliveries_of_event_name).
     The count of deliveries filled."""
-    # On its day: a delivery's created_at is its event's received_at (one partition per probe).
-    name = Event.objects.filter(pk=OuterRef("event_id"), received_at=OuterRef("created_at")).values("name")[:1]
+    name = event_of_delivery_on_its_day().values("name")[:1]
     unnamed = Delivery.objects.filter(event_name__isnull=True)
     # delivery_event_name_idx read backwards, from where the last batch ended: only unnamed
     # entries are read. By the primary key, each batch read past every delivery filled before

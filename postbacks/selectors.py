@@ -94,15 +94,20 @@ def postback_duplicates(*, configuration: PostbackConfiguration) -> QuerySet:
     ).exclude(pk=configuration.pk)
 
 
+def event_of_delivery_on_its_day() -> QuerySet:
+    """For a subquery: the event of the outer delivery, looked for on its day only (a
+    delivery's created_at is its event's received_at, Delivery.created_at), so that PostgreSQL
+    reads one day's partition of events, not every day's."""
+    return Event.objects.filter(pk=OuterRef("event_id"), received_at=OuterRef("created_at"))
+
+
 def deliveries_of_event_name(*, deliveries: QuerySet, name: str) -> QuerySet:
     """The deliveries of events named `name`, newest first through delivery_event_name_idx.
     Deliveries made before migration postbacks 0015 have no name stored (None) until
-    retention stores it (retention.event_names_fill): theirs is read from their event, on the
-    event's day (Delivery.created_at), so that each reads one day's partition of events."""
+    retention stores it (retention.event_names_fill): theirs is read from their event."""
     named = Q(event_name=name)
     if Delivery.objects.filter(event_name__isnull=True).exists():
-        event = Event.objects.filter(pk=OuterRef("event_id"), received_at=OuterRef("created_at"), name=name)
-        named |= Q(event_name__isnull=True) & Exists(event)
+        named |= Q(event_name__isnull=True) & Exists(event_of_delivery_on_its_day().filter(name=name))
     return deliveries.filter(named)
 
 
