@@ -65,7 +65,8 @@ class Partition:
 def rows_read_by_generic_plan(cursor, sql: str, parameters: list) -> list[tuple]:
     """Run a read of partitioned tables repeated with other values, and fetch its rows. On
     PostgreSQL, where psycopg prepares statements, it runs by the statement's generic plan,
-    made once per connection, which prunes the days at run time. PostgreSQL would otherwise
+    which prunes the days at run time: made at each run until psycopg prepares it (after
+    prepare_threshold runs of a connection), then kept with it. PostgreSQL would otherwise
     plan it afresh at each run: it estimates the generic plan over every day kept and prefers
     custom plans, whose planning over a week of days (1-2 ms) costs ten times their run.
     Without prepared statements or with a connection per request, a generic plan (3-25 ms)
